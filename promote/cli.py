@@ -1,0 +1,243 @@
+"""The command line: parse, call the engine once, hand the result to a view, exit with the contract code.
+
+No helm or Kubernetes calls happen here. Heavy imports are deferred into command bodies so that
+`promote --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from promote.errors import ExitCode, exit_code_for
+
+EXIT_CODES_HELP = """\b
+Exit codes (identical for every command):
+  0  success, nothing to do
+  1  error: bad input, cluster unreachable, helm failure, failed rollout
+  2  success with changes pending (only with --detailed-exitcode)
+  3  blocked by a gate or policy
+"""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class AppContext:
+    """Global options, shared by every command."""
+
+    debug: bool
+    root: Path
+    kubeconfig: str | None
+    context: str | None
+    color: bool | None
+    fmt: str = "table"
+
+    def view(self) -> Any:
+        """The view for this run's output format."""
+        from promote.views import OutputFormat, View
+
+        return View(OutputFormat(self.fmt))
+
+    def echo(self, text: str, *, err: bool = False) -> None:
+        """Print, stripping colour when asked or when not on a terminal."""
+        click.echo(text, err=err, color=self.color)
+
+    def abort(self, error: BaseException) -> NoReturn:
+        """Every failing exit goes through here: one paragraph, the contract's code, a traceback only in debug."""
+        code = exit_code_for(error)
+        if self.debug:
+            traceback.print_exception(error, file=sys.stderr)
+        message = str(error) if str(error) else type(error).__name__
+        if not isinstance(error, Exception) or type(error).__module__.split(".")[0] != "promote":
+            message = f"unexpected {type(error).__name__}: {message} (run with --debug for a traceback)"
+        view = self.view()
+        text = view.error(message, int(code))
+        # Machine formats carry the error on stdout so pipelines parse one document; people read stderr.
+        self.echo(text, err=self.fmt == "table")
+        sys.exit(int(code))
+
+    def run(self, fn: Callable[[], int]) -> NoReturn:
+        """Run a command body, routing every exception through abort."""
+        try:
+            code = fn()
+        except click.exceptions.Exit:
+            raise
+        except KeyboardInterrupt as e:
+            self.abort(e)
+        except Exception as e:
+            self.abort(e)
+        sys.exit(code)
+
+
+def output_option(f: F) -> F:
+    """-o table|json|yaml."""
+    return click.option(
+        "-o",
+        "--output",
+        "fmt",
+        type=click.Choice(["table", "json", "yaml"]),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )(f)
+
+
+def values_options(f: F) -> F:
+    """Revision, app filter and helm-style values options."""
+    for opt in reversed(
+        [
+            click.option(
+                "--revision",
+                metavar="REF",
+                help="Plan from this Git commit, branch or tag (default: the working tree).",
+            ),
+            click.option(
+                "--app",
+                "apps",
+                multiple=True,
+                metavar="NAME",
+                help="Only these apps (repeatable).",
+                shell_complete=_complete_apps,
+            ),
+            click.option(
+                "-f",
+                "--values",
+                "values_files",
+                multiple=True,
+                type=click.Path(dir_okay=False),
+                help="Extra values file, highest precedence (repeatable).",
+            ),
+            click.option(
+                "--set",
+                "set_values",
+                multiple=True,
+                metavar="K=V",
+                help="Set values on the command line, as helm does (repeatable).",
+            ),
+            click.option(
+                "--set-string", "set_string", multiple=True, metavar="K=V", help="Like --set, values stay strings."
+            ),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def _complete_envs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    from click.shell_completion import CompletionItem
+
+    try:
+        from promote import model
+        from promote.source import Source
+
+        defs = model.load(Source(Path.cwd()))
+        return [CompletionItem(e) for e in defs.chain if e.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+def _complete_apps(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    from click.shell_completion import CompletionItem
+
+    try:
+        from promote import model
+        from promote.source import Source
+
+        defs = model.load(Source(Path.cwd()))
+        return [CompletionItem(a.name) for a in defs.apps if a.name.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+def _options(app: AppContext, **kw: Any) -> Any:
+    from promote.engine import Options
+
+    return Options(
+        root=app.root,
+        revision=kw.get("revision"),
+        apps=tuple(kw.get("apps") or ()),
+        values_files=tuple(kw.get("values_files") or ()),
+        set_values=tuple(kw.get("set_values") or ()),
+        set_string=tuple(kw.get("set_string") or ()),
+        context=app.context,
+        kubeconfig=app.kubeconfig,
+    )
+
+
+@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, envvar="PROMOTE_DEBUG", help="Show tracebacks.")
+@click.option(
+    "-C", "--chdir", "root", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository root."
+)
+@click.option(
+    "--kubeconfig", envvar=None, type=click.Path(dir_okay=False), help="Path to a kubeconfig (default: KUBECONFIG)."
+)
+@click.option("--context", "kube_context", help="Kube context for environments whose definition sets none.")
+@click.option("--no-color", is_flag=True, help="No colours (NO_COLOR is respected too).")
+@click.version_option(package_name="promote")
+@click.pass_context
+def main(
+    ctx: click.Context, debug: bool, root: Path, kubeconfig: str | None, kube_context: str | None, no_color: bool
+) -> None:
+    """Promote Helm-charted apps through an ordered chain of environments, Git being the source of truth."""
+    color = False if (no_color or os.environ.get("NO_COLOR")) else None
+    ctx.obj = AppContext(debug=debug, root=root, kubeconfig=kubeconfig, context=kube_context, color=color)
+
+
+@main.command()
+@click.argument("env", required=False, shell_complete=_complete_envs)
+@values_options
+@output_option
+@click.pass_obj
+def validate(app: AppContext, /, env: str | None, fmt: str, **kw: Any) -> NoReturn:
+    """Validate definitions and every environment's merged values against chart, app and policy schemas."""
+    app.fmt = fmt
+
+    def body() -> int:
+        from promote import engine
+
+        opts = _options(app, **kw)
+        with engine.Workspace(opts) as ws:
+            chain = ws.defs.chain_to(env) if env else ws.defs.chain
+            targets = ws.targets(chain)
+            violations = ws.validate(targets)
+        app.echo(app.view().violations(violations, len(targets)))
+        return int(ExitCode.ERROR if violations else ExitCode.OK)
+
+    app.run(body)
+
+
+@main.command()
+@click.argument("env", shell_complete=_complete_envs)
+@values_options
+@output_option
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none.")
+@click.pass_obj
+def plan(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, **kw: Any) -> NoReturn:
+    """Show what apply would change in the live cluster, for each environment of the chain up to ENV."""
+    app.fmt = fmt
+
+    def body() -> int:
+        from promote import engine
+
+        result = engine.plan(_options(app, **kw), env)
+        app.echo(app.view().plan(result))
+        if result.all_errors:
+            return int(ExitCode.ERROR)
+        if detailed_exitcode and result.has_changes:
+            return int(ExitCode.CHANGES)
+        return int(ExitCode.OK)
+
+    app.run(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""Cluster access: one API client and one discovery cache per kube context.
+
+Objects are read and written as plain JSON dicts through the `kubernetes` client's transport, because
+plan and diff work on manifests, not on generated model classes (and deserialising those is slow).
+Reads list per kind and namespace instead of GETting each object. Every failure becomes a ClusterError
+that says what was being attempted.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from promote.errors import ClusterError, ConfigError
+
+REQUEST_TIMEOUT = (5.0, 60.0)  # connect, read
+
+# Groups whose types the apiserver knows natively: these take a strategic merge patch, as helm sends.
+BUILTIN_GROUPS = {
+    "",
+    "apps",
+    "batch",
+    "policy",
+    "autoscaling",
+    "rbac.authorization.k8s.io",
+    "networking.k8s.io",
+    "storage.k8s.io",
+    "coordination.k8s.io",
+    "scheduling.k8s.io",
+    "discovery.k8s.io",
+    "node.k8s.io",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "certificates.k8s.io",
+    "events.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "apiregistration.k8s.io",
+}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Discovery's answer for one kind."""
+
+    group_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None, name: str | None = None) -> str:
+        """The REST path of a collection or of one object."""
+        base = f"/api/{self.group_version}" if "/" not in self.group_version else f"/apis/{self.group_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+class ApiError(ClusterError):
+    """The API answered with an error status."""
+
+    def __init__(self, message: str, status: int, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class _RateLimiter:
+    """A token bucket, like client-go's QPS/burst, so parallel plans don't flood the apiserver."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps, self.capacity = qps, float(burst)
+        self.tokens, self.last = float(burst), time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> None:
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.qps)
+                self.last = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = (1 - self.tokens) / self.qps
+            time.sleep(wait)
+
+
+class Cluster:
+    """One kube context."""
+
+    def __init__(
+        self, context: str | None = None, kubeconfig: str | None = None, *, qps: float = 100, burst: int = 200
+    ):
+        from kubernetes import client, config
+
+        cfg = client.Configuration()
+        try:
+            config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=cfg, persist_config=False
+            )
+            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+        except config.ConfigException as e:
+            where = kubeconfig or "KUBECONFIG / ~/.kube/config"
+            if context:
+                raise ConfigError(f"unknown kube context {context!r}: not found in {where} ({e})") from e
+            raise ConfigError(f"cannot load a kubeconfig from {where}: {e}") from e
+        except OSError as e:
+            raise ConfigError(f"cannot read kubeconfig {kubeconfig}: {e.strerror}") from e
+        cfg.connection_pool_maxsize = 32
+        cfg.retries = 0  # an unreachable cluster should fail fast with one clear error
+        self.context = context or (active or {}).get("name")
+        self.host: str = cfg.host
+        self.api = client.ApiClient(cfg)
+        self._limiter = _RateLimiter(qps, burst)
+        self._discovery: dict[str, dict[str, Resource]] = {}
+        self._lock = threading.Lock()
+        self._version: str | None = None
+
+    # --- transport ---------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        what: str,
+    ) -> Any:
+        """One API call; returns the decoded JSON body, raising ApiError/ClusterError with `what` on failure."""
+        import urllib3
+
+        self._limiter.take()
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        try:
+            params = self.api.param_serialize(
+                method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
+            )
+            resp = self.api.call_api(*params, _request_timeout=REQUEST_TIMEOUT)
+            raw: bytes = resp.response.data
+        except urllib3.exceptions.HTTPError as e:
+            raise ClusterError(f"cannot {what}: the cluster at {self.host} is unreachable ({type(e).__name__})") from e
+        if not 200 <= resp.status < 300:
+            raise self._api_error(what, resp.status, raw)
+        return json.loads(raw) if raw else None
+
+    def _api_error(self, what: str, status: int, raw: bytes) -> ApiError:
+        try:
+            doc = json.loads(raw)
+            message, reason = doc.get("message", ""), doc.get("reason", "")
+        except ValueError:
+            message, reason = raw.decode(errors="replace")[:300], ""
+        if status == 401:
+            message = f"unauthorized: the credentials of context {self.context!r} were rejected"
+        return ApiError(f"cannot {what}: {message or reason or status}", status, reason)
+
+    # --- discovery ---------------------------------------------------------------------------------
+
+    def server_version(self) -> str:
+        """The apiserver's gitVersion, e.g. v1.20.2."""
+        if self._version is None:
+            doc = self.request("GET", "/version", what=f"read the server version of {self.host}")
+            self._version = str(doc.get("gitVersion", "")).split("+")[0]
+        return self._version
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        """Discovery for one kind, cached per group-version."""
+        with self._lock:
+            known = self._discovery.get(api_version)
+        if known is None:
+            path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+            try:
+                doc = self.request("GET", path, what=f"discover the API group {api_version}")
+            except ApiError as e:
+                if e.status == 404:
+                    doc = {"resources": []}
+                else:
+                    raise
+            known = {
+                r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r.get("namespaced")))
+                for r in doc.get("resources", [])
+                if "/" not in r["name"]
+            }
+            with self._lock:
+                self._discovery[api_version] = known
+        if kind not in known:
+            raise ClusterError(f"the cluster at {self.host} does not serve {kind} in {api_version}")
+        return known[kind]
+
+    # --- objects -----------------------------------------------------------------------------------
+
+    def list(
+        self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind in a namespace (one request)."""
+        res = self.resource(api_version, kind)
+        query = [("labelSelector", label_selector)] if label_selector else []
+        doc = self.request("GET", res.path(namespace), query=query, what=f"list {kind} in {namespace or 'the cluster'}")
+        items: list[dict[str, Any]] = doc.get("items", [])
+        for item in items:  # list responses omit these per item
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return items
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
+        res = self.resource(api_version, kind)
+        try:
+            obj: dict[str, Any] = self.request("GET", res.path(namespace, name), what=f"read {kind} {name}")
+            return obj
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def create(self, obj: dict[str, Any], namespace: str | None, *, dry_run: bool = False) -> dict[str, Any]:
+        """Create (or server-side dry-run create) an object."""
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        query = [("dryRun", "All")] if dry_run else []
+        name = obj.get("metadata", {}).get("name")
+        out: dict[str, Any] = self.request(
+            "POST",
+            res.path(namespace),
+            query=query,
+            body=obj,
+            what=f"{'dry-run ' if dry_run else ''}create {obj['kind']} {namespace + '/' if namespace else ''}{name}",
+        )
+        return out
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        body: dict[str, Any],
+        *,
+        dry_run: bool = False,
+        field_manager: str | None = None,
+    ) -> dict[str, Any]:
+        """Patch the way helm does: strategic merge for built-in kinds, JSON merge for custom ones."""
+        res = self.resource(api_version, kind)
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        ctype = "application/strategic-merge-patch+json" if group in BUILTIN_GROUPS else "application/merge-patch+json"
+        query = [("dryRun", "All")] if dry_run else []
+        if field_manager:
+            query.append(("fieldManager", field_manager))
+        out: dict[str, Any] = self.request(
+            "PATCH",
+            res.path(namespace, name),
+            query=query,
+            body=body,
+            content_type=ctype,
+            what=f"{'dry-run ' if dry_run else ''}update {kind} {namespace + '/' if namespace else ''}{name}",
+        )
+        return out
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
+        """Delete an object; absent is fine."""
+        res = self.resource(api_version, kind)
+        try:
+            self.request("DELETE", res.path(namespace, name), what=f"delete {kind} {name}")
+        except ApiError as e:
+            if e.status != 404:
+                raise
+
+    def namespace_exists(self, namespace: str) -> bool:
+        """True when the namespace exists and is not being deleted."""
+        ns = self.get("v1", "Namespace", None, namespace)
+        return ns is not None and not ns.get("metadata", {}).get("deletionTimestamp")
+
+
+_CLUSTERS: dict[tuple[str | None, str | None], Cluster] = {}
+_CLUSTERS_LOCK = threading.Lock()
+
+
+def connect(context: str | None, kubeconfig: str | None = None) -> Cluster:
+    """The one Cluster for a context in this process."""
+    key = (context, kubeconfig)
+    with _CLUSTERS_LOCK:
+        if key not in _CLUSTERS:
+            _CLUSTERS[key] = Cluster(context, kubeconfig)
+        return _CLUSTERS[key]

@@ -1,0 +1,197 @@
+"""Comparing what Git declares with what the cluster runs, field by field.
+
+Apply goes through helm, which sends a three-way strategic merge patch (old release manifest, new
+manifest, live object). To predict it exactly we build the same patch here (every field the chart sets,
+plus deletions of what the chart stopped setting) and let the apiserver dry-run it: defaulting,
+admission and immutable-field errors then surface at plan time, and the difference between the dry-run
+result and the live object is exactly what apply changes. Server-owned fields are normalised away so the
+plan never reports noise, and Secret data is never shown.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from promote.model import IgnoreRule
+from promote.plan import FieldChange
+
+SENSITIVE = "(sensitive)"
+
+_SERVER_METADATA = (
+    "resourceVersion",
+    "uid",
+    "selfLink",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "deletionGracePeriodSeconds",
+)
+# Annotations written by controllers or kubectl, never by the chart.
+_SERVER_ANNOTATIONS = ("deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration")
+
+# Strategic-merge list keys of the built-in types (patchMergeKey in the Kubernetes API), by field name.
+_MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "volumes": "name",
+    "env": "name",
+    "imagePullSecrets": "name",
+    "volumeMounts": "mountPath",
+    "volumeDevices": "devicePath",
+    "hostAliases": "ip",
+    "topologySpreadConstraints": "topologyKey",
+}
+
+
+def merge_key(field: str, items: Iterable[Any]) -> str | None:
+    """The strategic-merge key of a list field, if the Kubernetes API declares one."""
+    if field == "ports":
+        items = list(items)
+        if items and all(isinstance(i, dict) and "containerPort" in i for i in items):
+            return "containerPort"
+        if items and all(isinstance(i, dict) and "port" in i for i in items):
+            return "port"
+        return None
+    return _MERGE_KEYS.get(field)
+
+
+def identity(obj: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(apiVersion, kind, namespace, name) of a manifest."""
+    md = obj.get("metadata") or {}
+    return (str(obj.get("apiVersion", "")), str(obj.get("kind", "")), str(md.get("namespace") or ""), str(md["name"]))
+
+
+def normalize(obj: dict[str, Any], ignore: Iterable[IgnoreRule] = ()) -> dict[str, Any]:
+    """A copy without server-owned fields, and without fields an ignore rule hands to someone else."""
+    out = copy.deepcopy(obj)
+    out.pop("status", None)
+    md = out.get("metadata") or {}
+    for k in _SERVER_METADATA:
+        md.pop(k, None)
+    for key in ("annotations", "labels"):
+        values = md.get(key)
+        if isinstance(values, dict):
+            for a in _SERVER_ANNOTATIONS:
+                values.pop(a, None)
+            if not values:
+                md.pop(key)
+    api_version, kind, _, name = identity(obj) if "name" in md else ("", "", "", "")
+    for rule in ignore:
+        if rule.matches(api_version, kind, name):
+            for pointer in rule.json_pointers:
+                remove_pointer(out, pointer)
+    return out
+
+
+def remove_pointer(doc: Any, pointer: str) -> None:
+    """Remove the value at an RFC 6901 JSON pointer, if present."""
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
+    cur = doc
+    for p in parts[:-1]:
+        if isinstance(cur, dict):
+            cur = cur.get(p)
+        elif isinstance(cur, list) and p.isdigit() and int(p) < len(cur):
+            cur = cur[int(p)]
+        else:
+            return
+    last = parts[-1]
+    if isinstance(cur, dict):
+        cur.pop(last, None)
+    elif isinstance(cur, list) and last.isdigit() and int(last) < len(cur):
+        cur.pop(int(last))
+
+
+def three_way_patch(original: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:
+    """The patch helm sends: every field of `desired`, and deletions for what `original` had and it dropped."""
+    patch = copy.deepcopy(desired)
+    if original:
+        _add_deletions(original, desired, patch)
+    return patch
+
+
+def _add_deletions(orig: dict[str, Any], new: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, old in orig.items():
+        if key not in new:
+            patch[key] = None
+            continue
+        cur = new[key]
+        if isinstance(old, dict) and isinstance(cur, dict):
+            _add_deletions(old, cur, patch[key])
+        elif isinstance(old, list) and isinstance(cur, list):
+            mk = merge_key(key, old + cur)
+            if not mk:
+                continue  # replaced wholesale
+            new_by_key = {i.get(mk): (n, i) for n, i in enumerate(cur) if isinstance(i, dict)}
+            for item in old:
+                if not isinstance(item, dict):
+                    continue
+                match = new_by_key.get(item.get(mk))
+                if match is None:
+                    patch[key].append({"$patch": "delete", mk: item.get(mk)})
+                else:
+                    _add_deletions(item, match[1], patch[key][match[0]])
+
+
+def _fmt_key(key: Any) -> str:
+    return f".{key}" if re.fullmatch(r"[A-Za-z_$][\w$-]*", str(key)) else f"[{json.dumps(key)}]"
+
+
+def _is_sensitive(kind: str, path: tuple[Any, ...]) -> bool:
+    return kind == "Secret" and bool(path) and path[0] in ("data", "stringData")
+
+
+def field_changes(kind: str, live: Any, target: Any) -> list[FieldChange]:
+    """Leaf-level differences from `live` to `target`, Secret values masked."""
+    out: list[FieldChange] = []
+    _diff(kind, (), "", live, target, out)
+    return out
+
+
+def _diff(kind: str, path: tuple[Any, ...], shown: str, a: Any, b: Any, out: list[FieldChange]) -> None:
+    if a == b:
+        return
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            _diff(kind, (*path, k), shown + _fmt_key(k), a.get(k), b.get(k), out)
+        return
+    if isinstance(a, list) and isinstance(b, list):
+        field = path[-1] if path else ""
+        mk = merge_key(str(field), a + b) or ("name" if _all_named(a + b) else None)
+        if mk:
+            av = {i.get(mk): i for i in a}
+            bv = {i.get(mk): i for i in b}
+            if len(av) == len(a) and len(bv) == len(b):
+                for k in list(dict.fromkeys([*av, *bv])):
+                    _diff(kind, (*path, k), f"{shown}[{mk}={k}]", av.get(k), bv.get(k), out)
+                return
+        if len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                _diff(kind, (*path, i), f"{shown}[{i}]", x, y, out)
+            return
+    label = shown.lstrip(".")
+    if _is_sensitive(kind, path):
+        out.append(FieldChange(label, SENSITIVE if a is not None else None, SENSITIVE if b is not None else None, True))
+    else:
+        out.append(FieldChange(label, a, b))
+
+
+def _all_named(items: list[Any]) -> bool:
+    return bool(items) and all(isinstance(i, dict) and "name" in i for i in items)
+
+
+def redact(obj: dict[str, Any]) -> dict[str, Any]:
+    """A manifest safe to print or save: Secret values replaced by a mask."""
+    if obj.get("kind") != "Secret":
+        return obj
+    out = copy.deepcopy(obj)
+    for key in ("data", "stringData"):
+        if isinstance(out.get(key), dict):
+            out[key] = dict.fromkeys(out[key], SENSITIVE)
+    ann = (out.get("metadata") or {}).get("annotations") or {}
+    ann.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    return out

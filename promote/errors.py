@@ -1,0 +1,76 @@
+"""One exception tree for promote, and the single place where errors become exit codes.
+
+Every raise says what was being attempted and chains the library's error as its cause, so the CLI can
+print one clear paragraph and `--debug` can still show where it came from.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The pipeline contract: identical for every command."""
+
+    OK = 0
+    ERROR = 1
+    CHANGES = 2
+    BLOCKED = 3
+
+
+class PromoteError(Exception):
+    """Base of every error promote raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+
+class ConfigError(PromoteError):
+    """An environment definition, values file or command-line argument is wrong."""
+
+
+class ValidationError(PromoteError):
+    """Merged values break a schema; carries every violation, not just the first."""
+
+    def __init__(self, message: str, violations: list[object] | None = None) -> None:
+        super().__init__(message)
+        self.violations = violations or []
+
+
+class SourceError(PromoteError):
+    """Git could not give us the files of the requested revision."""
+
+
+class HelmError(PromoteError):
+    """helm failed to render, install, upgrade or roll back."""
+
+
+class ClusterError(PromoteError):
+    """The Kubernetes API was unreachable, refused us, or rejected an object."""
+
+
+class HealthError(PromoteError):
+    """A release did not become healthy within the timeout."""
+
+
+class LockError(PromoteError):
+    """Another apply holds the environment's lock."""
+
+
+class GateBlocked(PromoteError):
+    """A promotion gate or policy forbids the change; pipelines stop without calling it a failure."""
+
+    exit_code = ExitCode.BLOCKED
+
+
+class PolicyViolation(GateBlocked, ValidationError):
+    """The target environment's policy schema rejects its values."""
+
+    def __init__(self, message: str, violations: list[object] | None = None) -> None:
+        ValidationError.__init__(self, message, violations)
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """Map any exception to the exit code the pipeline contract promises."""
+    if isinstance(error, PromoteError):
+        return error.exit_code
+    return ExitCode.ERROR

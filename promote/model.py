@@ -1,0 +1,316 @@
+"""The environment model: app definitions in environments/, validated and resolved into a chain.
+
+Each app file maps one chart to an ordered list of environments (the promotion chain). Files whose name
+starts with `_` hold settings shared by every app's environment of the same name (context, policy,
+soak), so they are not repeated per app. Every file is validated against
+schemas/environment.schema.json, and all problems are reported together.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from promote import yamlio
+from promote.errors import ConfigError
+from promote.source import Source
+
+ENV_DIR = "environments"
+
+
+@dataclass(frozen=True)
+class IgnoreRule:
+    """Fields another controller owns (ignoreDifferences)."""
+
+    json_pointers: tuple[str, ...]
+    group: str | None = None
+    kind: str | None = None
+    name: str | None = None
+
+    def matches(self, api_version: str, kind: str, name: str) -> bool:
+        """True when this rule applies to the object."""
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        return (
+            (self.group is None or self.group == group)
+            and (self.kind is None or self.kind == kind)
+            and (self.name is None or self.name == name)
+        )
+
+
+@dataclass(frozen=True)
+class ChartRef:
+    """A chart: a local directory in the source, or a repo/OCI reference with a version."""
+
+    ref: str
+    local: str | None = None  # path relative to the source root, for local charts
+    version: str | None = None
+    repo: str | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One app in one environment: where it goes and what it overrides."""
+
+    name: str
+    namespace: str
+    release: str
+    context: str | None
+    policy: str | None  # path relative to the source root
+    soak_seconds: float
+    values_files: tuple[str, ...]
+    values: dict[str, Any]
+    ignore: tuple[IgnoreRule, ...]
+
+
+@dataclass(frozen=True)
+class App:
+    """An app definition file, resolved."""
+
+    name: str
+    file: str
+    chart: ChartRef
+    values_files: tuple[str, ...]
+    values: dict[str, Any]
+    schema: str | None
+    environments: tuple[Environment, ...]
+
+    def environment(self, name: str) -> Environment | None:
+        """This app's settings for one environment, if it is deployed there."""
+        return next((e for e in self.environments if e.name == name), None)
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """Every app, and the global chain order across them."""
+
+    apps: tuple[App, ...]
+    chain: tuple[str, ...]
+    files: tuple[str, ...] = field(default=())
+
+    def chain_to(self, target: str) -> tuple[str, ...]:
+        """Environments of the chain up to and including `target`."""
+        if target not in self.chain:
+            known = ", ".join(self.chain) or "none"
+            raise ConfigError(f"unknown environment {target!r}: the chain defines {known}")
+        return self.chain[: self.chain.index(target) + 1]
+
+    def upstream_of(self, env: str) -> str | None:
+        """The previous environment in the chain."""
+        i = self.chain.index(env)
+        return self.chain[i - 1] if i > 0 else None
+
+    def select(self, names: tuple[str, ...]) -> tuple[App, ...]:
+        """The apps named (all when none is named)."""
+        if not names:
+            return self.apps
+        unknown = sorted(set(names) - {a.name for a in self.apps})
+        if unknown:
+            raise ConfigError(f"unknown app {', '.join(unknown)}: defined are {', '.join(a.name for a in self.apps)}")
+        return tuple(a for a in self.apps if a.name in names)
+
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as `10m` or `1h30m`."""
+    text = text.strip()
+    if not text:
+        raise ConfigError("empty duration")
+    total, pos = 0.0, 0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+        pos = m.end()
+    if pos != len(text):
+        raise ConfigError(f"cannot parse duration {text!r}: use forms such as 30s, 10m, 1h30m")
+    return total
+
+
+def _schema() -> dict[str, Any]:
+    # The published schema lives in schemas/ at the repo top; an installed package carries a copy.
+    here = resources.files("promote").joinpath("environment.schema.json")
+    if here.is_file():
+        data: dict[str, Any] = json.loads(here.read_text())
+        return data
+    from pathlib import Path
+
+    repo_copy = Path(__file__).resolve().parent.parent / "schemas" / "environment.schema.json"
+    data = json.loads(repo_copy.read_text())
+    return data
+
+
+def _rel(base_file: str, ref: str) -> str:
+    """Resolve `ref` relative to the directory of `base_file`, both relative to the source root."""
+    return posixpath.normpath(posixpath.join(posixpath.dirname(base_file), ref))
+
+
+def _is_local_chart(ref: str) -> bool:
+    return ref.startswith((".", "/")) or ("/" in ref and not ref.startswith("oci://") and "://" not in ref)
+
+
+def _ignore_rules(raw: list[dict[str, Any]] | None) -> tuple[IgnoreRule, ...]:
+    return tuple(
+        IgnoreRule(json_pointers=tuple(r["jsonPointers"]), group=r.get("group"), kind=r.get("kind"), name=r.get("name"))
+        for r in raw or []
+    )
+
+
+def load(source: Source, env_dir: str = ENV_DIR) -> Definitions:
+    """Load, validate and resolve every definition file; all problems are reported together."""
+    from jsonschema import Draft202012Validator
+
+    if not source.is_dir(env_dir):
+        raise ConfigError(f"no {env_dir}/ directory in {source.root}: nothing defines any environment")
+    validator = Draft202012Validator(_schema())
+    problems: list[str] = []
+    app_docs: list[tuple[str, dict[str, Any]]] = []
+    shared: dict[str, dict[str, Any]] = {}
+    shared_order: list[str] = []
+    files: list[str] = []
+    for name in source.list_dir(env_dir):
+        if not name.endswith((".yaml", ".yml")):
+            continue
+        rel = f"{env_dir}/{name}"
+        files.append(rel)
+        try:
+            doc = yamlio.load(source.read_text(rel), name=rel)
+        except ConfigError as e:
+            problems.append(str(e))
+            continue
+        if not isinstance(doc, dict):
+            problems.append(f"{rel}: expected a mapping with app, chart and environments")
+            continue
+        is_shared = name.startswith("_")
+        sub = validator.evolve(schema={"$ref": "#/$defs/sharedFile" if is_shared else "#/$defs/appFile", **_defs()})
+        for err in sorted(sub.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+            where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+            msg = err.message
+            if err.validator == "additionalProperties":
+                msg = msg.replace("Additional properties are not allowed", "unknown key")
+            problems.append(f"{rel}: {where}: {msg}")
+        if is_shared and not problems:
+            for env in doc.get("environments", []):
+                if env["name"] in shared:
+                    problems.append(f"{rel}: environment {env['name']!r} is defined twice in shared settings")
+                shared[env["name"]] = env
+                shared_order.append(env["name"])
+        elif not is_shared:
+            app_docs.append((rel, doc))
+    if problems:
+        raise ConfigError("invalid environment definitions:\n  " + "\n  ".join(problems))
+    if not app_docs:
+        raise ConfigError(f"no app definitions in {env_dir}/: add one YAML file per app")
+
+    apps: list[App] = []
+    seen_apps: dict[str, str] = {}
+    for rel, doc in app_docs:
+        try:
+            apps.append(_resolve_app(source, rel, doc, shared))
+        except ConfigError as e:
+            problems.append(str(e))
+            continue
+        if doc["app"] in seen_apps:
+            problems.append(f"{rel}: app {doc['app']!r} is already defined in {seen_apps[doc['app']]}")
+        seen_apps[doc["app"]] = rel
+    if problems:
+        raise ConfigError("invalid environment definitions:\n  " + "\n  ".join(problems))
+    chain = _chain(apps, shared_order)
+    return Definitions(apps=tuple(apps), chain=chain, files=tuple(files))
+
+
+def _defs() -> dict[str, Any]:
+    return {"$defs": _schema()["$defs"]}
+
+
+def _resolve_app(source: Source, rel: str, doc: dict[str, Any], shared: dict[str, dict[str, Any]]) -> App:
+    name = doc["app"]
+    chart_ref = doc["chart"]
+    if _is_local_chart(chart_ref):
+        local = _rel(rel, chart_ref)
+        if not source.is_dir(local) or not source.exists(f"{local}/Chart.yaml"):
+            raise ConfigError(f"{rel}: chart {chart_ref!r} not found: no Chart.yaml in {local}/")
+        chart = ChartRef(ref=chart_ref, local=local, version=doc.get("version"))
+    else:
+        if not chart_ref.startswith("oci://") and not doc.get("repo") and "/" not in chart_ref:
+            raise ConfigError(f"{rel}: chart {chart_ref!r} is neither a local path, an oci:// ref, nor has a repo")
+        chart = ChartRef(ref=chart_ref, version=doc.get("version"), repo=doc.get("repo"))
+    values_files = tuple(_checked(source, rel, f) for f in doc.get("valuesFiles", []))
+    schema = _checked(source, rel, doc["schema"]) if doc.get("schema") else None
+    envs: list[Environment] = []
+    seen: set[str] = set()
+    app_ignore = _ignore_rules(doc.get("ignoreDifferences"))
+    for raw in doc["environments"]:
+        if raw["name"] in seen:
+            raise ConfigError(f"{rel}: environment {raw['name']!r} is listed twice for app {name}")
+        seen.add(raw["name"])
+        base = shared.get(raw["name"], {})
+        merged = {**base, **raw}
+        policy = merged.get("policy")
+        # A shared file's paths are relative to the shared file, which lives in the same directory.
+        policy_path = _checked(source, rel, policy) if policy else None
+        try:
+            soak = parse_duration(merged["soak"]) if merged.get("soak") else 0.0
+        except ConfigError as e:
+            raise ConfigError(f"{rel}: environment {raw['name']}: {e}") from e
+        envs.append(
+            Environment(
+                name=raw["name"],
+                namespace=merged.get("namespace", raw["name"]),
+                release=merged.get("release", name),
+                context=merged.get("context"),
+                policy=policy_path,
+                soak_seconds=soak,
+                values_files=tuple(_checked(source, rel, f) for f in merged.get("valuesFiles", [])),
+                values=_merge_values(base.get("values"), raw.get("values")),
+                ignore=app_ignore
+                + _ignore_rules(base.get("ignoreDifferences"))
+                + _ignore_rules(raw.get("ignoreDifferences")),
+            )
+        )
+    return App(
+        name=name,
+        file=rel,
+        chart=chart,
+        values_files=values_files,
+        values=doc.get("values") or {},
+        schema=schema,
+        environments=tuple(envs),
+    )
+
+
+def _merge_values(base: dict[str, Any] | None, over: dict[str, Any] | None) -> dict[str, Any]:
+    from promote.values import merge
+
+    return merge(base, over)
+
+
+def _checked(source: Source, rel: str, ref: str) -> str:
+    path = _rel(rel, ref)
+    if not source.exists(path):
+        raise ConfigError(f"{rel}: {ref!r} not found (looked for {path})")
+    return path
+
+
+def _chain(apps: list[App], shared_order: list[str]) -> tuple[str, ...]:
+    """One global order over every app's chain; apps that disagree on the order are an error."""
+    order: list[str] = list(shared_order)
+    for app in apps:
+        names = [e.name for e in app.environments]
+        positions = [order.index(n) for n in names if n in order]
+        if positions != sorted(positions):
+            raise ConfigError(
+                f"{app.file}: app {app.name} orders its environments {' → '.join(names)}, "
+                f"which contradicts the chain {' → '.join(order)}"
+            )
+        for i, n in enumerate(names):
+            if n not in order:
+                # insert right after the previous environment of this app, keeping relative order
+                prev = names[i - 1] if i > 0 else None
+                order.insert(order.index(prev) + 1 if prev else 0, n)
+    return tuple(order)

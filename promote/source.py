@@ -1,0 +1,159 @@
+"""Where the definitions, values and charts come from: the working tree, or any Git revision.
+
+Git is the source of truth. A plan reads every file through a `Source`, which records what it read so
+the revision can be marked `-dirty` only when those files, not unrelated ones, have local changes.
+Reading a revision never touches the working tree: blobs are read from the object database and charts
+are materialised into a temporary directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from promote.errors import SourceError
+
+
+class Source:
+    """Files relative to a repository root, from the working tree or a commit."""
+
+    def __init__(self, root: Path, revision: str | None = None) -> None:
+        self.root = root.resolve()
+        self.ref = revision
+        self._repo: Any = None
+        self._commit: Any = None
+        self._read: set[str] = set()
+        self._tmp: Path | None = None
+        self._materialised: dict[str, Path] = {}
+        try:
+            import git
+
+            self._repo = git.Repo(self.root, search_parent_directories=True)
+        except Exception as e:  # not a git checkout: only the working tree can be read
+            if revision is not None:
+                raise SourceError(f"cannot read revision {revision!r}: {self.root} is not a Git repository") from e
+            self._repo = None
+        if self._repo is not None:
+            self._top = Path(self._repo.working_tree_dir).resolve()
+            try:
+                self._prefix = self.root.relative_to(self._top)
+            except ValueError as e:
+                raise SourceError(f"{self.root} is outside the Git work tree {self._top}") from e
+            if revision is not None:
+                try:
+                    self._commit = self._repo.commit(revision)
+                except Exception as e:
+                    raise SourceError(f"cannot resolve Git revision {revision!r}: no such commit, branch or tag") from e
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def _git_path(self, rel: str) -> str:
+        return str(PurePosixPath(self._prefix.as_posix()) / rel) if str(self._prefix) != "." else rel
+
+    def _tree_item(self, rel: str) -> Any:
+        try:
+            return self._commit.tree / self._git_path(rel)
+        except KeyError:
+            return None
+
+    def exists(self, rel: str) -> bool:
+        """True when the path exists in this source, file or directory."""
+        if self._commit is None:
+            return (self.root / rel).exists()
+        return self._tree_item(rel) is not None
+
+    def is_dir(self, rel: str) -> bool:
+        """True when the path is a directory in this source."""
+        if self._commit is None:
+            return (self.root / rel).is_dir()
+        item = self._tree_item(rel)
+        return item is not None and item.type == "tree"
+
+    def read_text(self, rel: str) -> str:
+        """Read a file and remember it for the dirty check."""
+        self._read.add(rel)
+        if self._commit is None:
+            try:
+                return (self.root / rel).read_text()
+            except OSError as e:
+                raise SourceError(f"cannot read {rel}: {e.strerror}") from e
+        item = self._tree_item(rel)
+        if item is None or item.type != "blob":
+            raise SourceError(f"cannot read {rel}: no such file at revision {self.ref}")
+        data: bytes = item.data_stream.read()
+        return data.decode()
+
+    def list_dir(self, rel: str) -> list[str]:
+        """Names of the entries of a directory, sorted."""
+        if self._commit is None:
+            d = self.root / rel
+            return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+        item = self._tree_item(rel)
+        if item is None or item.type != "tree":
+            return []
+        return sorted(child.name for child in item)
+
+    def local_path(self, rel: str) -> Path:
+        """A real directory for `rel`, e.g. a chart for helm; a temp copy when reading a commit."""
+        self._read.add(rel)
+        if self._commit is None:
+            return self.root / rel
+        if rel in self._materialised:
+            return self._materialised[rel]
+        item = self._tree_item(rel)
+        if item is None:
+            raise SourceError(f"cannot read {rel}: no such path at revision {self.ref}")
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="promote-src-"))
+        dest = self._tmp / rel
+        for blob in item.traverse():
+            if blob.type != "blob":
+                continue
+            target = self._tmp / PurePosixPath(blob.path).relative_to(self._prefix.as_posix())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(blob.data_stream.read())
+        self._materialised[rel] = dest
+        return dest
+
+    # --- identity ----------------------------------------------------------------------------------
+
+    def revision(self) -> str:
+        """The commit sha, with `-dirty` when files this source read have uncommitted changes."""
+        if self._repo is None:
+            return "untracked"
+        if self._commit is not None:
+            return str(self._commit.hexsha)
+        try:
+            sha = str(self._repo.head.commit.hexsha)
+        except ValueError:
+            sha = "0" * 40  # a repository without commits yet
+        return sha + ("-dirty" if self.dirty_paths() else "")
+
+    def dirty_paths(self) -> list[str]:
+        """Files among those read (or below read directories) with uncommitted or untracked changes."""
+        if self._repo is None or self._commit is not None or not self._read:
+            return []
+        paths = [self._git_path(p) for p in sorted(self._read)]
+        try:
+            out: str = self._repo.git.status("--porcelain", "--untracked-files=all", "--", *paths)
+        except Exception as e:
+            raise SourceError(f"cannot ask Git whether {len(paths)} files are modified") from e
+        return [line[3:] for line in out.splitlines() if line.strip()]
+
+    def short_sha(self) -> str:
+        """The abbreviated commit the source reads, for human output."""
+        return self.revision()[:7]
+
+    def close(self) -> None:
+        """Remove materialised copies."""
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,322 @@
+"""Values: merging in helm's precedence, helm-style `--set` parsing, and JSON-schema validation.
+
+Precedence, lowest first: chart values.yaml < valuesFiles < app values < environment values < command
+line. Merging follows helm's coalescing: maps merge key by key, anything else replaces, and an explicit
+null removes the key. Validation reports every violation of every schema, and never shows a value that a
+schema marks `writeOnly` (JSON schema's word for sensitive).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from promote.errors import ConfigError
+
+MASK = "(sensitive)"
+
+
+def merge(*layers: Mapping[str, Any] | None, keep_nulls: bool = False) -> dict[str, Any]:
+    """Merge values layers, later ones winning, the way helm coalesces them.
+
+    `keep_nulls` keeps explicit nulls, for values handed to helm: there a null must still reach helm so
+    that it deletes the chart's default.
+    """
+    out: dict[str, Any] = {}
+    for layer in layers:
+        if layer:
+            out = _merge_two(out, layer)
+    return out if keep_nulls else _drop_nulls(out)
+
+
+def _merge_two(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge_two(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _drop_nulls(values: dict[str, Any]) -> dict[str, Any]:
+    # helm treats `key: null` in a higher layer as "delete the default".
+    return {k: (_drop_nulls(v) if isinstance(v, dict) else v) for k, v in values.items() if v is not None}
+
+
+def digest(values: Mapping[str, Any]) -> str:
+    """A stable content digest of a values document."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(values, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# --- --set -----------------------------------------------------------------------------------------
+
+_INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
+
+
+def parse_set(assignments: Iterable[str], *, as_string: bool = False) -> dict[str, Any]:
+    """Parse helm-style `--set a.b=c,d[0]=e` (or `--set-string`) into a values document."""
+    out: dict[str, Any] = {}
+    for assignment in assignments:
+        for part in _split_unescaped(assignment, ","):
+            if "=" not in part:
+                raise ConfigError(f"cannot parse --set {assignment!r}: {part!r} is not key=value")
+            key, raw = part.split("=", 1)
+            if not key:
+                raise ConfigError(f"cannot parse --set {assignment!r}: empty key")
+            _assign(out, _split_key(key, assignment), raw if as_string else _typed(raw))
+    return out
+
+
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    parts, cur, esc, depth = [], "", False, 0
+    for ch in text:
+        if esc:
+            cur += ch if ch == sep else "\\" + ch
+            esc = False
+        elif ch == "\\":
+            esc = True
+        elif ch == "{":
+            depth += 1
+            cur += ch
+        elif ch == "}":
+            depth -= 1
+            cur += ch
+        elif ch == sep and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p for p in parts if p != ""]
+
+
+def _split_key(key: str, original: str) -> list[str | int]:
+    path: list[str | int] = []
+    for segment in re.split(r"(?<!\\)\.", key):
+        segment = segment.replace("\\.", ".")
+        m = re.fullmatch(r"([^\[\]]*)((?:\[\d+\])*)", segment)
+        if not m or (not m.group(1) and not path):
+            raise ConfigError(f"cannot parse --set {original!r}: bad key segment {segment!r}")
+        if m.group(1):
+            path.append(m.group(1))
+        path.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return path
+
+
+def _typed(raw: str) -> Any:
+    if raw == "true":
+        return True
+    if raw == "false":
+        return False
+    if raw == "null":
+        return None
+    if _INT.match(raw):
+        return int(raw)
+    if raw.startswith("{") and raw.endswith("}"):
+        return [_typed(x) for x in _split_unescaped(raw[1:-1], ",")]
+    return raw
+
+
+def _assign(doc: Any, path: list[str | int], value: Any) -> None:
+    cur = doc
+    for i, step in enumerate(path):
+        last = i == len(path) - 1
+        nxt: Any = value if last else ([] if isinstance(path[i + 1], int) else {})
+        if isinstance(step, int):
+            if not isinstance(cur, list):
+                raise ConfigError(f"cannot parse --set: index [{step}] applied to a non-list")
+            while len(cur) <= step:
+                cur.append(None)
+            if last or cur[step] is None:
+                cur[step] = nxt
+            cur = cur[step]
+        else:
+            if not isinstance(cur, dict):
+                raise ConfigError(f"cannot parse --set: key {step!r} applied to a non-map")
+            if last or not isinstance(cur.get(step), dict | list):
+                cur[step] = nxt
+            cur = cur[step]
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One schema violation, safe to print: sensitive values are already masked."""
+
+    file: str
+    app: str
+    environment: str
+    schema: str
+    path: str
+    expected: str
+    value: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "file": self.file,
+            "app": self.app,
+            "environment": self.environment,
+            "schema": self.schema,
+            "path": self.path,
+            "expected": self.expected,
+            "value": self.value,
+        }
+
+    def __str__(self) -> str:
+        return (
+            f"{self.file}: app {self.app}, environment {self.environment}: {self.path}: "
+            f"expected {self.expected}, got {json.dumps(self.value)} (schema {self.schema})"
+        )
+
+
+def json_path(parts: Iterable[Any]) -> str:
+    """`$.a.b[0]` style path, the form users paste into yq and jq."""
+    out = "$"
+    for p in parts:
+        out += (
+            f"[{p}]"
+            if isinstance(p, int)
+            else (f".{p}" if re.fullmatch(r"[A-Za-z_][\w-]*", str(p)) else f"[{json.dumps(p)}]")
+        )
+    return out
+
+
+def sensitive_paths(schema: Mapping[str, Any], instance: Any) -> set[tuple[Any, ...]]:
+    """Paths of `instance` whose schema says writeOnly, so they can be masked wherever shown."""
+    found: set[tuple[Any, ...]] = set()
+    _walk_sensitive(schema, schema, instance, (), found, 0)
+    return found
+
+
+def _resolve(root: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, Mapping) else {}
+        return target if isinstance(target, Mapping) else {}
+    return node
+
+
+def _walk_sensitive(
+    root: Mapping[str, Any], node: Any, instance: Any, path: tuple[Any, ...], found: set[tuple[Any, ...]], depth: int
+) -> None:
+    if not isinstance(node, Mapping) or depth > 50:
+        return
+    node = _resolve(root, node)
+    if node.get("writeOnly") is True:
+        found.add(path)
+        return
+    for key in ("allOf", "anyOf", "oneOf"):
+        for sub in node.get(key, []) or []:
+            _walk_sensitive(root, sub, instance, path, found, depth + 1)
+    for key in ("then", "else"):
+        if key in node:
+            _walk_sensitive(root, node[key], instance, path, found, depth + 1)
+    if isinstance(instance, Mapping):
+        props = node.get("properties", {}) or {}
+        patterns = node.get("patternProperties", {}) or {}
+        extra = node.get("additionalProperties")
+        for k, v in instance.items():
+            matched = False
+            if k in props:
+                _walk_sensitive(root, props[k], v, (*path, k), found, depth + 1)
+                matched = True
+            for pat, sub in patterns.items():
+                if re.search(pat, str(k)):
+                    _walk_sensitive(root, sub, v, (*path, k), found, depth + 1)
+                    matched = True
+            if not matched and isinstance(extra, Mapping):
+                _walk_sensitive(root, extra, v, (*path, k), found, depth + 1)
+    elif isinstance(instance, list):
+        items = node.get("items")
+        if isinstance(items, Mapping):
+            for i, v in enumerate(instance):
+                _walk_sensitive(root, items, v, (*path, i), found, depth + 1)
+
+
+def mask(instance: Any, paths: set[tuple[Any, ...]], here: tuple[Any, ...] = ()) -> Any:
+    """A copy of `instance` with every sensitive path replaced by a mask."""
+    if here in paths:
+        return MASK
+    if isinstance(instance, Mapping):
+        return {k: mask(v, paths, (*here, k)) for k, v in instance.items()}
+    if isinstance(instance, list):
+        return [mask(v, paths, (*here, i)) for i, v in enumerate(instance)]
+    return instance
+
+
+def _expected(error: Any) -> str:
+    v, arg = error.validator, error.validator_value
+    texts = {
+        "minimum": f">= {arg}",
+        "maximum": f"<= {arg}",
+        "exclusiveMinimum": f"> {arg}",
+        "exclusiveMaximum": f"< {arg}",
+        "type": f"type {arg}" if isinstance(arg, str) else f"one of types {arg}",
+        "enum": f"one of {json.dumps(arg)}",
+        "const": f"exactly {json.dumps(arg)}",
+        "pattern": f"a string matching {arg}",
+        "minLength": f"at least {arg} characters",
+        "maxLength": f"at most {arg} characters",
+        "minItems": f"at least {arg} items",
+        "maxItems": f"at most {arg} items",
+        "multipleOf": f"a multiple of {arg}",
+        "format": f"format {arg}",
+    }
+    if v in texts:
+        return texts[v]
+    if v in ("required", "additionalProperties", "dependentRequired", "unevaluatedProperties"):
+        # jsonschema's message for these names keys only, never values.
+        return str(error.message)
+    return f"to satisfy {v}"
+
+
+def validate(
+    values: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    *,
+    file: str,
+    app: str,
+    environment: str,
+    schema_name: str,
+    hide: set[tuple[Any, ...]] | None = None,
+) -> list[Violation]:
+    """Every violation of `schema` by `values`, with writeOnly values (of this or `hide`) masked."""
+    from jsonschema import validators
+    from jsonschema.exceptions import SchemaError
+
+    cls = validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except SchemaError as e:
+        raise ConfigError(f"{schema_name} is not a valid JSON schema: {e.message}") from e
+    secret = sensitive_paths(schema, values) | (hide or set())
+    out: list[Violation] = []
+    for error in sorted(cls(schema).iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
+        leaves = error.context if error.validator in ("anyOf", "oneOf") and not error.context else [error]
+        for leaf in leaves:
+            path = tuple(leaf.absolute_path)
+            shown = MASK if any(path[: len(p)] == p for p in secret) else mask(leaf.instance, secret, path)
+            out.append(
+                Violation(
+                    file=file,
+                    app=app,
+                    environment=environment,
+                    schema=schema_name,
+                    path=json_path(path),
+                    expected=_expected(leaf),
+                    value=shown,
+                )
+            )
+    return out

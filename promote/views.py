@@ -1,0 +1,119 @@
+"""Views: the one place that turns results into text, human (tabulate) or machine (JSON/YAML).
+
+A view is chosen once per command from `-o`; errors render through the same view, so a pipeline asking
+for JSON gets JSON even when the command fails.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+import click
+import yaml
+from tabulate import tabulate
+
+from promote.plan import Action, Plan, ReleasePlan
+from promote.values import Violation
+
+
+class OutputFormat(StrEnum):
+    """`-o` choices."""
+
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+_SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.UNCHANGED: " "}
+_COLOR = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red", Action.UNCHANGED: None}
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class View:
+    """Base view: machine formats share everything but the encoder."""
+
+    def __init__(self, fmt: OutputFormat) -> None:
+        self.fmt = fmt
+
+    def dump(self, doc: Any) -> str:
+        """Encode a document in the machine format."""
+        if self.fmt == OutputFormat.YAML:
+            return yaml.safe_dump(doc, sort_keys=False).rstrip()
+        return json.dumps(doc, indent=2)
+
+    # --- plan --------------------------------------------------------------------------------------
+
+    def plan(self, plan: Plan) -> str:
+        """A plan, terraform-style for people."""
+        if self.fmt != OutputFormat.TABLE:
+            return self.dump(plan.to_dict())
+        lines = [f"Revision {plan.revision}", ""]
+        for env in plan.environments:
+            ctx = env.context or "current context"
+            lines.append(click.style(f"Environment {env.name}", bold=True) + f"  (context {ctx})")
+            if not env.releases:
+                lines.append("  no apps deployed here")
+            for rel in env.releases:
+                lines.append(self._release(rel))
+            lines.append("")
+        s = plan.summary
+        lines.append(
+            f"Plan: {s.create} to create, {s.update} to update, {s.delete} to delete, {s.unchanged} unchanged."
+        )
+        for e in plan.all_errors:
+            lines.append(click.style("Error: ", fg="red", bold=True) + e)
+        return "\n".join(lines)
+
+    def _release(self, rel: ReleasePlan) -> str:
+        status = f"revision {rel.current_revision}, {rel.current_status}" if rel.current_revision else "not installed"
+        head = (
+            f"  {rel.app}: release {rel.release} in {rel.namespace}, chart {rel.chart}-{rel.chart_version} ({status})"
+        )
+        if rel.errors:
+            return head + "\n" + "\n".join("    " + click.style("error: ", fg="red") + e for e in rel.errors)
+        rows = []
+        for c in rel.changes:
+            fields = []
+            for f in c.fields:
+                if f.sensitive:
+                    fields.append(f"{f.path}: (sensitive value changed)")
+                else:
+                    fields.append(f"{f.path}: {_short(f.before)} → {_short(f.after)}")
+            symbol = click.style(f"{_SYMBOL[c.action]} {c.action.value}", fg=_COLOR[c.action])
+            rows.append(
+                [
+                    symbol,
+                    c.kind,
+                    f"{c.namespace + '/' if c.namespace else ''}{c.name}",
+                    c.hook.value if c.hook else "",
+                    "\n".join(fields),
+                ]
+            )
+        table = tabulate(rows, headers=["ACTION", "KIND", "NAME", "HOOK", "CHANGES"], tablefmt="plain")
+        return head + "\n" + "\n".join("    " + line for line in table.splitlines())
+
+    # --- validation --------------------------------------------------------------------------------
+
+    def violations(self, violations: list[Violation], checked: int) -> str:
+        """Every violation, or a confirmation."""
+        if self.fmt != OutputFormat.TABLE:
+            return self.dump({"valid": not violations, "violations": [v.to_dict() for v in violations]})
+        if not violations:
+            return f"All {checked} app environment(s) valid."
+        rows = [[v.file, v.app, v.environment, v.path, v.expected, json.dumps(v.value), v.schema] for v in violations]
+        table = tabulate(rows, headers=["FILE", "APP", "ENV", "PATH", "EXPECTED", "VALUE", "SCHEMA"], tablefmt="plain")
+        return f"{table}\n\n{len(violations)} violation(s)."
+
+    # --- errors ------------------------------------------------------------------------------------
+
+    def error(self, message: str, code: int) -> str:
+        """An error, in the same format as the command's output."""
+        if self.fmt != OutputFormat.TABLE:
+            return self.dump({"error": message, "exitCode": code})
+        return click.style("Error: ", fg="red", bold=True) + message
