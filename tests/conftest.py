@@ -1,0 +1,96 @@
+"""Shared pytest fixtures: the session's dev cluster and throwaway namespaces in it.
+
+``dev_cluster`` reuses a cluster already running in ``$DEV_CLUSTER_DIR`` (default
+``~/.cache/promote/test-cluster``), or starts one and stops it at the end of the session unless
+``PROMOTE_KEEP_CLUSTER=1``. For the whole session ``KUBECONFIG`` points at it, so helm, kubectl
+and the kubernetes client used by the code under test all talk to it. Tests using it are
+marked ``cluster`` automatically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from promote.devcluster import ClusterHandle, cluster_status, start_cluster, stop_cluster
+from promote.devcluster.cluster import cache_root
+from promote.devcluster.kube import Kube, KubeError
+
+CLUSTER_FIXTURES = {"dev_cluster", "namespace", "make_namespace"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.cluster)
+
+
+def session_cluster_dir() -> Path:
+    env = os.environ.get("DEV_CLUSTER_DIR")
+    return Path(env).expanduser() if env else cache_root() / "test-cluster"
+
+
+@pytest.fixture(scope="session")
+def dev_cluster() -> Iterator[ClusterHandle]:
+    """The session's dev cluster (see module docstring); ``KUBECONFIG`` points at it meanwhile."""
+    state_dir = session_cluster_dir().resolve()
+    was_running = all(cluster_status(state_dir).values())
+    handle = start_cluster(state_dir)
+    previous = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(handle.kubeconfig)
+    try:
+        yield handle
+    finally:
+        if previous is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = previous
+        if not was_running and os.environ.get("PROMOTE_KEEP_CLUSTER") != "1":
+            stop_cluster(state_dir)
+
+
+@pytest.fixture(scope="session")
+def kube(dev_cluster: ClusterHandle) -> Kube:
+    """Plain-dict API access to the session cluster (admin)."""
+    return dev_cluster.kube()
+
+
+def _create_namespace(kube: Kube, prefix: str) -> str:
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    kube.post("/api/v1/namespaces", {
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"promote.dev/test": "true"}},
+    })
+    return name
+
+
+def _delete_namespace(kube: Kube, name: str) -> None:
+    # Deletion finishes in the background; waiting would only slow the suite down.
+    with contextlib.suppress(KubeError):
+        kube.delete(f"/api/v1/namespaces/{name}", {"propagationPolicy": "Background"})
+
+
+@pytest.fixture
+def make_namespace(kube: Kube) -> Iterator[Callable[[], str]]:
+    """Factory creating fresh ``t-<8 hex>`` namespaces; all are deleted after the test."""
+    created: list[str] = []
+
+    def make(prefix: str = "t") -> str:
+        name = _create_namespace(kube, prefix)
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        _delete_namespace(kube, name)
+
+
+@pytest.fixture
+def namespace(make_namespace: Callable[[], str]) -> str:
+    """A fresh, uniquely named namespace deleted after the test."""
+    return make_namespace()
