@@ -62,10 +62,14 @@ def kube(dev_cluster: ClusterHandle) -> Kube:
 
 def _create_namespace(kube: Kube, prefix: str) -> str:
     name = f"{prefix}-{secrets.token_hex(4)}"
-    kube.post("/api/v1/namespaces", {
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": {"promote.dev/test": "true"}},
-    })
+    kube.post(
+        "/api/v1/namespaces",
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"promote.dev/test": "true"}},
+        },
+    )
     return name
 
 

@@ -30,14 +30,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a local Kubernetes control plane with simulated nodes.",
     )
     parser.add_argument(
-        "--state-dir", type=Path, default=None,
+        "--state-dir",
+        type=Path,
+        default=None,
         help="state directory (default: $DEV_CLUSTER_DIR, else ~/.cache/promote/dev-cluster)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start (or resume) the cluster and print the KUBECONFIG export")
     up.add_argument("--fresh", action="store_true", help="discard etcd data before starting")
-    up.add_argument("--name", default=None,
-                    help="cluster/context/user name in the kubeconfig (default: state dir basename)")
+    up.add_argument(
+        "--name", default=None, help="cluster/context/user name in the kubeconfig (default: state dir basename)"
+    )
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
     sub.add_parser("down", help="stop every process of the cluster")
     sub.add_parser("status", help="show per-component state; exit 1 unless all are running")

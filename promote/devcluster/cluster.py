@@ -6,6 +6,11 @@ piece of state lives in the state directory: ``state.json`` (name, ports, pids),
 ``etcd/`` (data), ``logs/`` and the admin ``kubeconfig``. Several clusters can run side by side
 as long as they use different state directories.
 
+Authentication is by static bearer tokens (admin in ``system:masters``, controller-manager and
+scheduler as their RBAC-bootstrapped users) over TLS with a private CA; authorization is
+Node,RBAC. ServiceAccount tokens work both ways (legacy token Secrets from the tokens controller
+and the TokenRequest API), so limited credentials can be minted for tests.
+
 The module is the programmatic API used by ``scripts/dev-cluster`` and by the test fixtures:
 :func:`start_cluster`, :func:`stop_cluster`, :func:`cluster_status`.
 """
@@ -88,8 +93,9 @@ class Binaries:
         )
 
     def missing(self) -> list[Path]:
-        return [p for p in (self.etcd, self.apiserver, self.controller_manager, self.scheduler)
-                if not os.access(p, os.X_OK)]
+        return [
+            p for p in (self.etcd, self.apiserver, self.controller_manager, self.scheduler) if not os.access(p, os.X_OK)
+        ]
 
 
 def ensure_binaries(report: Reporter = _stderr) -> Binaries:
@@ -98,8 +104,9 @@ def ensure_binaries(report: Reporter = _stderr) -> Binaries:
     script = REPO_ROOT / "scripts" / "build-k8s"
     if script.exists():
         try:
-            subprocess.run([str(script)], check=True, timeout=BUILD_TIMEOUT, stdout=sys.stderr,
-                           stdin=subprocess.DEVNULL)
+            subprocess.run(
+                [str(script)], check=True, timeout=BUILD_TIMEOUT, stdout=sys.stderr, stdin=subprocess.DEVNULL
+            )
         except subprocess.CalledProcessError as exc:
             raise ClusterError(f"building the Kubernetes binaries failed (exit {exc.returncode})") from exc
         except subprocess.TimeoutExpired as exc:
@@ -277,8 +284,14 @@ def _spawn(argv: list[str], log_path: Path, cwd: Path, env: dict[str, str] | Non
         log.flush()
         try:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                env=env, start_new_session=True, close_fds=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
             )
         except OSError as exc:
             raise ClusterError(f"cannot start {argv[0]}: {exc}") from exc
@@ -330,9 +343,15 @@ def _kubeconfig(name: str, server: str, ca_pem: bytes, token: str) -> dict[str, 
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {
-            "server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode(),
-        }}],
+        "clusters": [
+            {
+                "name": name,
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                },
+            }
+        ],
         "users": [{"name": name, "user": {"token": token}}],
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
         "current-context": name,
@@ -350,32 +369,44 @@ def _write_private(path: Path, text: str) -> None:
 
 def _write_kubeconfigs(state_dir: Path, name: str, server: str, pki: PKI) -> None:
     ca_pem = pki.ca_cert.read_bytes()
-    for file_name, role in (("kubeconfig", "admin"), ("controller-manager.kubeconfig", "controller-manager"),
-                            ("scheduler.kubeconfig", "scheduler")):
+    for file_name, role in (
+        ("kubeconfig", "admin"),
+        ("controller-manager.kubeconfig", "controller-manager"),
+        ("scheduler.kubeconfig", "scheduler"),
+    ):
         doc = _kubeconfig(name, server, ca_pem, pki.tokens[role])
         _write_private(state_dir / file_name, yaml.safe_dump(doc, sort_keys=False))
 
 
-def _argv(component: str, bins: Binaries, state_dir: Path, name: str, ports: dict[str, int],
-          pki: PKI) -> list[str]:
+def _argv(component: str, bins: Binaries, state_dir: Path, name: str, ports: dict[str, int], pki: PKI) -> list[str]:
     s = state_dir
     if component == "etcd":
         client, peer = f"http://127.0.0.1:{ports['etcd-client']}", f"http://127.0.0.1:{ports['etcd-peer']}"
         return [
-            str(bins.etcd), "--name=default", f"--data-dir={s / 'etcd'}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=default={peer}", f"--initial-cluster-token={name}",
-            "--snapshot-count=10000", "--quota-backend-bytes=2147483648", "--log-level=warn",
+            str(bins.etcd),
+            "--name=default",
+            f"--data-dir={s / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            f"--initial-cluster-token={name}",
+            "--snapshot-count=10000",
+            "--quota-backend-bytes=2147483648",
+            "--log-level=warn",
         ]
     if component == "kube-apiserver":
         return [
             str(bins.apiserver),
             f"--etcd-servers=http://127.0.0.1:{ports['etcd-client']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={ports['apiserver']}", "--insecure-port=0",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports['apiserver']}",
+            "--insecure-port=0",
             f"--cert-dir={s / 'run' / 'apiserver'}",
-            f"--tls-cert-file={pki.apiserver_cert}", f"--tls-private-key-file={pki.apiserver_key}",
+            f"--tls-cert-file={pki.apiserver_cert}",
+            f"--tls-private-key-file={pki.apiserver_key}",
             f"--client-ca-file={pki.ca_cert}",
             f"--token-auth-file={pki.token_file}",
             "--authorization-mode=Node,RBAC",
@@ -386,36 +417,57 @@ def _argv(component: str, bins: Binaries, state_dir: Path, name: str, ports: dic
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             # The only advertise address is loopback, which Endpoints validation rejects.
             "--endpoint-reconciler-type=none",
-            # Pods never get a token Secret they could race on (see README of the harness).
+            # Keep the ServiceAccount admission plugin but let it mount a projected (TokenRequest)
+            # token instead of a legacy token Secret: without this gate, a pod created right after
+            # its namespace (helm --create-namespace + hook pod) races the tokens controller and is
+            # rejected with "No API token found for service account". The admission plugin still
+            # waits (retries) for the "default" ServiceAccount itself.
             "--feature-gates=BoundServiceAccountTokenVolume=true",
-            "--allow-privileged=true", "--profiling=false", "--v=1",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--v=1",
         ]
     if component == "kube-controller-manager":
         return [
             str(bins.controller_manager),
             f"--kubeconfig={s / 'controller-manager.kubeconfig'}",
-            "--port=0", "--bind-address=127.0.0.1", f"--secure-port={ports['controller-manager']}",
+            "--port=0",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['controller-manager']}",
             f"--cert-dir={s / 'run' / 'controller-manager'}",
-            "--leader-elect=false", f"--controllers={CONTROLLERS}",
-            f"--service-account-private-key-file={pki.sa_key}", f"--root-ca-file={pki.ca_cert}",
+            "--leader-elect=false",
+            f"--controllers={CONTROLLERS}",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca_cert}",
             "--use-service-account-credentials=true",
-            f"--cluster-signing-cert-file={pki.ca_cert}", f"--cluster-signing-key-file={pki.ca_key}",
+            f"--cluster-signing-cert-file={pki.ca_cert}",
+            f"--cluster-signing-key-file={pki.ca_key}",
             f"--cluster-name={name}",
             "--feature-gates=BoundServiceAccountTokenVolume=true",
-            "--profiling=false", "--v=1",
+            "--profiling=false",
+            "--v=1",
         ]
     if component == "kube-scheduler":
         return [
             str(bins.scheduler),
             f"--kubeconfig={s / 'scheduler.kubeconfig'}",
-            "--port=0", "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
+            "--port=0",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['scheduler']}",
             f"--cert-dir={s / 'run' / 'scheduler'}",
-            "--leader-elect=false", "--profiling=false", "--v=1",
+            "--leader-elect=false",
+            "--profiling=false",
+            "--v=1",
         ]
     if component == "kubelet":
         return [
-            sys.executable, "-m", "promote.devcluster.kubelet",
-            "--kubeconfig", str(s / "kubeconfig"), "--nodes", str(NODE_COUNT),
+            sys.executable,
+            "-m",
+            "promote.devcluster.kubelet",
+            "--kubeconfig",
+            str(s / "kubeconfig"),
+            "--nodes",
+            str(NODE_COUNT),
         ]
     raise ValueError(component)
 
@@ -443,8 +495,9 @@ def _https_get(url: str, ca: Path, token: str, timeout: float = 2.0) -> tuple[in
         return 0, str(exc)
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float, state_dir: Path,
-          pids: dict[str, int], interval: float = 0.25) -> None:
+def _wait(
+    what: str, check: Callable[[], bool], timeout: float, state_dir: Path, pids: dict[str, int], interval: float = 0.25
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if check():
@@ -485,13 +538,22 @@ def _probe_rollout(kube: Kube, state_dir: Path, pids: dict[str, int], timeout: f
     ns = f"dev-cluster-probe-{secrets.token_hex(3)}"
     kube.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     labels = {"app": "probe"}
-    kube.post(f"/apis/apps/v1/namespaces/{ns}/deployments", {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "probe"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"containers": [{"name": "pause", "image": PROBE_IMAGE}]},
-        }},
-    })
+    kube.post(
+        f"/apis/apps/v1/namespaces/{ns}/deployments",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "probe"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "pause", "image": PROBE_IMAGE}]},
+                },
+            },
+        },
+    )
 
     def available() -> bool:
         try:
@@ -522,8 +584,9 @@ def cluster_status(state_dir: Path) -> dict[str, bool]:
 
 
 def _handle(state_dir: Path, state: dict[str, Any]) -> ClusterHandle:
-    return ClusterHandle(state_dir=state_dir, name=str(state["name"]),
-                         api_url=f"https://127.0.0.1:{state['ports']['apiserver']}")
+    return ClusterHandle(
+        state_dir=state_dir, name=str(state["name"]), api_url=f"https://127.0.0.1:{state['ports']['apiserver']}"
+    )
 
 
 def cluster_handle(state_dir: Path) -> ClusterHandle:
@@ -535,8 +598,14 @@ def cluster_handle(state_dir: Path) -> ClusterHandle:
     return _handle(state_dir, state)
 
 
-def start_cluster(state_dir: Path | None = None, name: str | None = None, *, fresh: bool = False,
-                  timeout: float = 180.0, report: Reporter = _stderr) -> ClusterHandle:
+def start_cluster(
+    state_dir: Path | None = None,
+    name: str | None = None,
+    *,
+    fresh: bool = False,
+    timeout: float = 180.0,
+    report: Reporter = _stderr,
+) -> ClusterHandle:
     """Start (or resume, or reuse if already running) the dev cluster in ``state_dir``.
 
     Returns once a Deployment can roll out. ``fresh`` discards the etcd data but keeps the PKI.
@@ -562,8 +631,9 @@ def start_cluster(state_dir: Path | None = None, name: str | None = None, *, fre
         return _start_unlocked(state_dir, name, state, fresh, timeout, report)
 
 
-def _start_unlocked(state_dir: Path, name: str, state: dict[str, Any], fresh: bool, timeout: float,
-                    report: Reporter) -> ClusterHandle:
+def _start_unlocked(
+    state_dir: Path, name: str, state: dict[str, Any], fresh: bool, timeout: float, report: Reporter
+) -> ClusterHandle:
     t0 = time.monotonic()
     bins = ensure_binaries(report)
     pki = ensure_pki(state_dir / "pki")
@@ -580,8 +650,9 @@ def _start_unlocked(state_dir: Path, name: str, state: dict[str, Any], fresh: bo
 
     def launch(component: str) -> None:
         env = _kubelet_env() if component == "kubelet" else None
-        pids[component] = _spawn(_argv(component, bins, state_dir, name, ports, pki),
-                                 state_dir / "logs" / f"{component}.log", state_dir, env)
+        pids[component] = _spawn(
+            _argv(component, bins, state_dir, name, ports, pki), state_dir / "logs" / f"{component}.log", state_dir, env
+        )
         _write_state(state_dir, state)
 
     try:
@@ -590,9 +661,14 @@ def _start_unlocked(state_dir: Path, name: str, state: dict[str, Any], fresh: bo
         launch("kube-apiserver")
         launch("kubelet")  # waits for the apiserver by itself; saves a few seconds
         readyz = f"{server}/readyz"
-        _wait("kube-apiserver /readyz",
-              lambda: _https_get(readyz, pki.ca_cert, pki.tokens["admin"])[0] == 200,
-              60, state_dir, pids, 0.2)
+        _wait(
+            "kube-apiserver /readyz",
+            lambda: _https_get(readyz, pki.ca_cert, pki.tokens["admin"])[0] == 200,
+            60,
+            state_dir,
+            pids,
+            0.2,
+        )
         report(f"apiserver ready at {server} after {time.monotonic() - t0:.1f}s")
         launch("kube-controller-manager")
         launch("kube-scheduler")
@@ -648,8 +724,12 @@ def restart_kubelet(state_dir: Path) -> int:
                 raise ClusterError(f"could not stop the simulated kubelet (pid {left[0]})")
         bins = Binaries.in_cache()
         pki = ensure_pki(state_dir / "pki")
-        pid = _spawn(_argv("kubelet", bins, state_dir, state["name"], state["ports"], pki),
-                     state_dir / "logs" / "kubelet.log", state_dir, _kubelet_env())
+        pid = _spawn(
+            _argv("kubelet", bins, state_dir, state["name"], state["ports"], pki),
+            state_dir / "logs" / "kubelet.log",
+            state_dir,
+            _kubelet_env(),
+        )
         pids["kubelet"] = pid
         state["pids"] = pids
         _write_state(state_dir, state)

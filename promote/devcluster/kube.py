@@ -37,9 +37,7 @@ class KubeError(RuntimeError):
 def load_api_client(kubeconfig: Path, context: str | None = None) -> Any:
     """Return a ``kubernetes.client.ApiClient`` for ``kubeconfig`` without touching global config."""
     configuration = k8s_client.Configuration()
-    k8s_config.load_kube_config(
-        config_file=str(kubeconfig), context=context, client_configuration=configuration
-    )
+    k8s_config.load_kube_config(config_file=str(kubeconfig), context=context, client_configuration=configuration)
     return k8s_client.ApiClient(configuration)
 
 
@@ -88,8 +86,13 @@ class Kube:
             tmo = urllib3.Timeout(total=timeout)
         try:
             return self.api_client.rest_client.pool_manager.request(
-                method, self._url(path, query), body=data, headers=headers, timeout=tmo,
-                preload_content=False, retries=False,
+                method,
+                self._url(path, query),
+                body=data,
+                headers=headers,
+                timeout=tmo,
+                preload_content=False,
+                retries=False,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise KubeError(0, f"{method} {path}: {exc}") from exc

@@ -206,8 +206,12 @@ def node_conditions() -> list[JSON]:
 
     def cond(type_: str, status: str, reason: str, message: str) -> JSON:
         return {
-            "type": type_, "status": status, "reason": reason, "message": message,
-            "lastHeartbeatTime": now, "lastTransitionTime": now,
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
         }
 
     return [
@@ -327,9 +331,7 @@ def stamp_conditions(conditions: list[JSON], previous: Iterable[JSON], now: str)
     return out
 
 
-def compute_status(
-    pod: JSON, rec: PodRecord, now: float, missing: dict[str, str], host_ip: str
-) -> PodView:
+def compute_status(pod: JSON, rec: PodRecord, now: float, missing: dict[str, str], host_ip: str) -> PodView:
     """Decide the pod's status at monotonic time ``now``; may advance ``rec`` (start, crashes).
 
     ``missing`` maps container names to the CreateContainerConfigError message, if any.
@@ -361,10 +363,15 @@ def compute_status(
             if done:
                 cs.update(
                     ready=True,
-                    state={"terminated": {
-                        "exitCode": 0, "reason": "Completed", "startedAt": rec.started_wall,
-                        "finishedAt": rec.started_wall, "containerID": _container_id(uid, c["name"], 0),
-                    }},
+                    state={
+                        "terminated": {
+                            "exitCode": 0,
+                            "reason": "Completed",
+                            "startedAt": rec.started_wall,
+                            "finishedAt": rec.started_wall,
+                            "containerID": _container_id(uid, c["name"], 0),
+                        }
+                    },
                     containerID=_container_id(uid, c["name"], 0),
                 )
             else:
@@ -387,8 +394,9 @@ def compute_status(
             conditions=[
                 _condition("Initialized", True),
                 _condition("Ready", False, "ContainersNotReady", f"containers with unready status: [{names}]"),
-                _condition("ContainersReady", False, "ContainersNotReady",
-                           f"containers with unready status: [{names}]"),
+                _condition(
+                    "ContainersReady", False, "ContainersNotReady", f"containers with unready status: [{names}]"
+                ),
                 _condition("PodScheduled", True),
             ],
             containerStatuses=statuses,
@@ -402,9 +410,7 @@ def compute_status(
         if now < rec.first_seen + delay:
             return pending({}, rec.first_seen + delay - now)
         if missing:
-            return pending(
-                {name: ("CreateContainerConfigError", msg) for name, msg in missing.items()}, CONFIG_RECHECK
-            )
+            return pending({name: ("CreateContainerConfigError", msg) for name, msg in missing.items()}, CONFIG_RECHECK)
         rec.started_at = now
         rec.started_wall = wall
 
@@ -416,18 +422,27 @@ def compute_status(
         return {"running": {"startedAt": rec.crash_started_wall or rec.started_wall}}
 
     def terminated(code: int, started: str, finished: str, restarts: int, name: str) -> JSON:
-        return {"terminated": {
-            "exitCode": code, "reason": "Completed" if code == 0 else "Error",
-            "startedAt": started, "finishedAt": finished, "containerID": _container_id(uid, name, restarts),
-        }}
+        return {
+            "terminated": {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "startedAt": started,
+                "finishedAt": finished,
+                "containerID": _container_id(uid, name, restarts),
+            }
+        }
 
     def finish(ready: bool, state_for: Any, last_state_for: Any, phase: str, recheck: float | None) -> PodView:
         statuses = []
         for c in containers:
             cs = _base_container_status(c, uid, rec.restarts)
             state = state_for(c)
-            cs.update(ready=ready, started="running" in state, state=state,
-                      containerID=_container_id(uid, c["name"], rec.restarts))
+            cs.update(
+                ready=ready,
+                started="running" in state,
+                state=state,
+                containerID=_container_id(uid, c["name"], rec.restarts),
+            )
             last = last_state_for(c)
             if last:
                 cs["lastState"] = last
@@ -459,8 +474,11 @@ def compute_status(
         finished = rec.last_crash_wall or wall
         rec.last_crash_wall = finished
         return finish(
-            False, lambda c: terminated(code, rec.started_wall, finished, rec.restarts, c["name"]),
-            no_last, "Failed" if fail else "Succeeded", None,
+            False,
+            lambda c: terminated(code, rec.started_wall, finished, rec.restarts, c["name"]),
+            no_last,
+            "Failed" if fail else "Succeeded",
+            None,
         )
 
     # --- restartPolicy Always: crash loops ----------------------------------------------------
@@ -482,14 +500,17 @@ def compute_status(
             return terminated(1, prev, rec.last_crash_wall, rec.restarts - 1, c["name"])
 
         if fail:
+
             def waiting(c: JSON) -> JSON:
                 if rec.restarts == 0:
                     return running_state()
-                return {"waiting": {
-                    "reason": "CrashLoopBackOff",
-                    "message": f"back-off 10s restarting failed container={c['name']} "
-                               f"pod={pod['metadata']['name']}_{pod['metadata']['namespace']}({uid})",
-                }}
+                return {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off 10s restarting failed container={c['name']} "
+                        f"pod={pod['metadata']['name']}_{pod['metadata']['namespace']}({uid})",
+                    }
+                }
 
             return finish(False, waiting, last_state, "Running", rec.next_event - now)
         recovered_at = (rec.last_crash or 0.0) + CRASH_RECOVER
@@ -543,8 +564,12 @@ class SimKubelet:
                 raise
             self.kube.post(
                 "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-                {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                 "metadata": {"name": name, "namespace": "kube-node-lease"}, "spec": spec},
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": name, "namespace": "kube-node-lease"},
+                    "spec": spec,
+                },
             )
 
     def _heartbeat_once(self) -> None:
@@ -740,8 +765,9 @@ class SimKubelet:
         path = f"/api/v1/namespaces/{namespace}/pods/{name}"
         if meta.get("deletionTimestamp"):
             try:
-                self.kube.delete(path, {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}},
-                                 gracePeriodSeconds=0)
+                self.kube.delete(
+                    path, {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}, gracePeriodSeconds=0
+                )
                 log.info("finalized deleted pod %s/%s", namespace, name)
             except KubeError as exc:
                 if exc.status not in (404, 409):
@@ -755,8 +781,7 @@ class SimKubelet:
         host_ip = node_host_ip(self.nodes[pod["spec"]["nodeName"]])
         view = compute_status(pod, rec, time.monotonic(), missing, host_ip)
         desired = view.status
-        desired["conditions"] = stamp_conditions(desired["conditions"], current.get("conditions") or [],
-                                                 now_rfc3339())
+        desired["conditions"] = stamp_conditions(desired["conditions"], current.get("conditions") or [], now_rfc3339())
         if normalize({k: current.get(k) for k in desired}) != normalize(desired):
             updated = self.kube.patch(f"{path}/status", {"status": desired})
             log.info("pod %s/%s -> %s", namespace, name, _summary(desired))
@@ -783,8 +808,10 @@ def _summary(status: JSON) -> str:
         state = cs.get("state") or {}
         detail = next(iter(state), "?")
         reason = (state.get(detail) or {}).get("reason", "")
-        parts.append(f"{cs['name']}={detail}{'/' + reason if reason else ''} ready={cs.get('ready')} "
-                     f"restarts={cs.get('restartCount')}")
+        parts.append(
+            f"{cs['name']}={detail}{'/' + reason if reason else ''} ready={cs.get('ready')} "
+            f"restarts={cs.get('restartCount')}"
+        )
     return " ".join(parts)
 
 
@@ -807,11 +834,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context", default=None)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--node-prefix", default="sim-node")
-    parser.add_argument("--wait-timeout", type=float, default=120.0,
-                        help="seconds to wait for the apiserver at startup")
+    parser.add_argument(
+        "--wait-timeout", type=float, default=120.0, help="seconds to wait for the apiserver at startup"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(threadName)s %(message)s"
+    )
     kube = Kube.from_kubeconfig(args.kubeconfig, args.context)
     kubelet = SimKubelet(kube, [f"{args.node_prefix}-{i}" for i in range(1, args.nodes + 1)])
 

@@ -99,10 +99,22 @@ def _make_ca(pki_dir: Path) -> None:
     _genkey(pki_dir / "ca.key", "generate the cluster CA key")
     _openssl(
         [
-            "req", "-x509", "-new", "-key", str(pki_dir / "ca.key"), "-sha256", "-days", "3650",
-            "-subj", "/CN=promote-dev-cluster-ca", "-out", str(pki_dir / "ca.crt"),
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            str(pki_dir / "ca.key"),
+            "-sha256",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=promote-dev-cluster-ca",
+            "-out",
+            str(pki_dir / "ca.crt"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
         ],
         "self-sign the cluster CA",
     )
@@ -124,8 +136,22 @@ def _make_apiserver_cert(pki_dir: Path) -> None:
     )
     _openssl(
         [
-            "x509", "-req", "-in", str(csr), "-CA", str(pki_dir / "ca.crt"), "-CAkey", str(pki_dir / "ca.key"),
-            "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", str(ext), "-out", str(crt),
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(pki_dir / "ca.crt"),
+            "-CAkey",
+            str(pki_dir / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-sha256",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(crt),
         ],
         "sign the apiserver serving certificate",
     )

@@ -33,15 +33,22 @@ def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0, inter
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def deployment(name: str, replicas: int = 1, annotations: dict[str, str] | None = None,
-               container: dict[str, Any] | None = None) -> dict[str, Any]:
+def deployment(
+    name: str, replicas: int = 1, annotations: dict[str, str] | None = None, container: dict[str, Any] | None = None
+) -> dict[str, Any]:
     labels = {"app": name}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels, "annotations": annotations or {}},
-            "spec": {"containers": [container or {"name": "app", "image": IMAGE}]},
-        }},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations or {}},
+                "spec": {"containers": [container or {"name": "app", "image": IMAGE}]},
+            },
+        },
     }
 
 
@@ -71,15 +78,20 @@ def test_three_replica_deployment_becomes_available(kube: Kube, namespace: str) 
 
 
 def test_kubectl_sees_three_ready_nodes(dev_cluster: ClusterHandle) -> None:
-    out = subprocess.run(["kubectl", "get", "nodes", "--no-headers"], capture_output=True, text=True,
-                         timeout=30, check=True, env={**os.environ, "KUBECONFIG": str(dev_cluster.kubeconfig)})
+    out = subprocess.run(
+        ["kubectl", "get", "nodes", "--no-headers"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={**os.environ, "KUBECONFIG": str(dev_cluster.kubeconfig)},
+    )
     rows = [line.split() for line in out.stdout.splitlines()]
     assert len(rows) == 3 and all(r[1] == "Ready" for r in rows), out.stdout
 
 
 def test_helm_install_with_pre_install_hook_completes(kube: Kube, namespace: str) -> None:
-    result = helm("install", "hooked", str(CHART), "-n", namespace, "--wait", "--timeout", "90s",
-                  "--set", "replicas=2")
+    result = helm("install", "hooked", str(CHART), "-n", namespace, "--wait", "--timeout", "90s", "--set", "replicas=2")
     assert result.returncode == 0, result.stderr
     status = helm("status", "hooked", "-n", namespace, "-o", "json")
     assert '"status":"deployed"' in status.stdout.replace(" ", "")
@@ -90,8 +102,18 @@ def test_helm_install_with_pre_install_hook_completes(kube: Kube, namespace: str
 
 
 def test_failing_hook_pod_fails_helm_install(kube: Kube, namespace: str) -> None:
-    result = helm("install", "hooked", str(CHART), "-n", namespace, "--wait", "--timeout", "60s",
-                  "--set-string", r"hook.annotations.sim\.promote\.dev/fail=true")
+    result = helm(
+        "install",
+        "hooked",
+        str(CHART),
+        "-n",
+        namespace,
+        "--wait",
+        "--timeout",
+        "60s",
+        "--set-string",
+        r"hook.annotations.sim\.promote\.dev/fail=true",
+    )
     assert result.returncode != 0
     assert "pre-install" in result.stderr
     hook = kube.get(f"/api/v1/namespaces/{namespace}/pods/hooked-pre-install")
@@ -103,8 +125,7 @@ def test_helm_hook_in_namespace_created_by_helm(kube: Kube, make_namespace: Call
     """ServiceAccount admission must not race with a namespace created a moment before the hook pod."""
     ns = f"helm-created-{os.urandom(4).hex()}"
     try:
-        result = helm("install", "hooked", str(CHART), "-n", ns, "--create-namespace", "--wait",
-                      "--timeout", "60s")
+        result = helm("install", "hooked", str(CHART), "-n", ns, "--create-namespace", "--wait", "--timeout", "60s")
         assert result.returncode == 0, result.stderr
     finally:
         kube.delete(f"/api/v1/namespaces/{ns}", {"propagationPolicy": "Background"})
@@ -127,15 +148,22 @@ def test_missing_configmap_gives_create_container_config_error(kube: Kube, names
     assert pods(kube, namespace, "app=cfg")[0]["status"]["phase"] == "Pending"
 
     # Like the real kubelet, the pod starts once the ConfigMap appears.
-    kube.post(f"/api/v1/namespaces/{namespace}/configmaps",
-              {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "b"}})
-    wait_for("pod Running after ConfigMap created",
-             lambda: all(p["status"].get("phase") == "Running" for p in pods(kube, namespace, "app=cfg")), 15)
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "b"}},
+    )
+    wait_for(
+        "pod Running after ConfigMap created",
+        lambda: all(p["status"].get("phase") == "Running" for p in pods(kube, namespace, "app=cfg")),
+        15,
+    )
 
 
 def test_crash_loop_annotation_increments_restart_count(kube: Kube, namespace: str) -> None:
-    kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments",
-              deployment("flaky", annotations={"sim.promote.dev/crash-loop": "true"}))
+    kube.post(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        deployment("flaky", annotations={"sim.promote.dev/crash-loop": "true"}),
+    )
 
     def restarts() -> int:
         found = pods(kube, namespace, "app=flaky")
@@ -148,8 +176,10 @@ def test_crash_loop_annotation_increments_restart_count(kube: Kube, namespace: s
 
 
 def test_fail_annotation_on_long_running_pod_crash_loops_never_ready(kube: Kube, namespace: str) -> None:
-    kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments",
-              deployment("broken", annotations={"sim.promote.dev/fail": "true"}))
+    kube.post(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        deployment("broken", annotations={"sim.promote.dev/fail": "true"}),
+    )
 
     def backoff() -> dict[str, Any] | None:
         for pod in pods(kube, namespace, "app=broken"):
@@ -163,10 +193,14 @@ def test_fail_annotation_on_long_running_pod_crash_loops_never_ready(kube: Kube,
 
 
 def test_never_ready_annotation(kube: Kube, namespace: str) -> None:
-    kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments",
-              deployment("lazy", annotations={"sim.promote.dev/never-ready": "true"}))
-    pod = wait_for("pod Running", lambda: next(
-        (p for p in pods(kube, namespace, "app=lazy") if p["status"].get("phase") == "Running"), None))
+    kube.post(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        deployment("lazy", annotations={"sim.promote.dev/never-ready": "true"}),
+    )
+    pod = wait_for(
+        "pod Running",
+        lambda: next((p for p in pods(kube, namespace, "app=lazy") if p["status"].get("phase") == "Running"), None),
+    )
     conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
     assert conditions["Ready"] == "False"
     assert pod["status"]["containerStatuses"][0]["started"] is True
@@ -176,10 +210,13 @@ def test_never_ready_annotation(kube: Kube, namespace: str) -> None:
 
 
 def test_delay_annotation_postpones_start(kube: Kube, namespace: str) -> None:
-    kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments",
-              deployment("slow", annotations={"sim.promote.dev/delay": "4s"}))
-    pod = wait_for("pod bound", lambda: next(
-        (p for p in pods(kube, namespace, "app=slow") if p["spec"].get("nodeName")), None))
+    kube.post(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        deployment("slow", annotations={"sim.promote.dev/delay": "4s"}),
+    )
+    pod = wait_for(
+        "pod bound", lambda: next((p for p in pods(kube, namespace, "app=slow") if p["spec"].get("nodeName")), None)
+    )
     created = time.monotonic()
     time.sleep(1.5)
     assert pods(kube, namespace, "app=slow")[0]["status"].get("phase") == "Pending"
@@ -189,9 +226,14 @@ def test_delay_annotation_postpones_start(kube: Kube, namespace: str) -> None:
 
 def test_kubelet_restart_keeps_pods_and_nodes(dev_cluster: ClusterHandle, kube: Kube, namespace: str) -> None:
     kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment("steady", 2))
-    wait_for("2 pods Running", lambda: [p for p in pods(kube, namespace, "app=steady")
-                                        if p["status"].get("phase") == "Running"] if
-             len(pods(kube, namespace, "app=steady")) == 2 else None)
+    wait_for(
+        "2 pods Running",
+        lambda: (
+            [p for p in pods(kube, namespace, "app=steady") if p["status"].get("phase") == "Running"]
+            if len(pods(kube, namespace, "app=steady")) == 2
+            else None
+        ),
+    )
     before = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods(kube, namespace, "app=steady")}
     old_pid = read_state(dev_cluster.state_dir)["pids"]["kubelet"]
 
@@ -200,12 +242,21 @@ def test_kubelet_restart_keeps_pods_and_nodes(dev_cluster: ClusterHandle, kube: 
     assert cluster_status(dev_cluster.state_dir)["kubelet"]
 
     # A pod created after the restart is served by the new kubelet, with a fresh IP.
-    kube.post(f"/api/v1/namespaces/{namespace}/pods", {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "after"},
-        "spec": {"containers": [{"name": "app", "image": IMAGE}]},
-    })
-    after = wait_for("new pod Running", lambda: (lambda p: p if p["status"].get("phase") == "Running" else None)(
-        kube.get(f"/api/v1/namespaces/{namespace}/pods/after")))
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "after"},
+            "spec": {"containers": [{"name": "app", "image": IMAGE}]},
+        },
+    )
+    after = wait_for(
+        "new pod Running",
+        lambda: (lambda p: p if p["status"].get("phase") == "Running" else None)(
+            kube.get(f"/api/v1/namespaces/{namespace}/pods/after")
+        ),
+    )
     assert after["status"]["podIP"] not in before.values()
 
     time.sleep(1)
@@ -221,9 +272,7 @@ def test_kubelet_restart_keeps_pods_and_nodes(dev_cluster: ClusterHandle, kube: 
         assert not [t for t in node["spec"].get("taints") or [] if "unreachable" in t["key"]]
 
 
-def test_second_cluster_side_by_side_and_down_leaves_no_process(
-    dev_cluster: ClusterHandle, tmp_path: Path
-) -> None:
+def test_second_cluster_side_by_side_and_down_leaves_no_process(dev_cluster: ClusterHandle, tmp_path: Path) -> None:
     state_dir = tmp_path / "prod"
     handle = start_cluster(state_dir, "prod")
     try:
@@ -234,8 +283,14 @@ def test_second_cluster_side_by_side_and_down_leaves_no_process(
         merged = f"{dev_cluster.kubeconfig}{os.pathsep}{handle.kubeconfig}"
         env = {**os.environ, "KUBECONFIG": merged}
         for context in (dev_cluster.context, "prod"):
-            out = subprocess.run(["kubectl", "--context", context, "get", "nodes", "--no-headers"],
-                                 capture_output=True, text=True, timeout=30, check=True, env=env)
+            out = subprocess.run(
+                ["kubectl", "--context", context, "get", "nodes", "--no-headers"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+                env=env,
+            )
             assert len(out.stdout.splitlines()) == 3
         assert dev_cluster.api_url != handle.api_url
     finally:

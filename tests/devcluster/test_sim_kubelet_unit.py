@@ -44,18 +44,25 @@ def test_referenced_objects_covers_env_envfrom_and_volumes_and_skips_optional() 
             {"name": "v1", "configMap": {"name": "cm-vol"}},
             {"name": "v2", "secret": {"secretName": "s-vol"}},
             {"name": "v3", "secret": {"secretName": "s-opt", "optional": True}},
-            {"name": "v4", "projected": {"sources": [
-                {"configMap": {"name": "cm-proj"}},
-                {"secret": {"name": "s-proj"}},
-                {"serviceAccountToken": {"path": "token"}},
-            ]}},
+            {
+                "name": "v4",
+                "projected": {
+                    "sources": [
+                        {"configMap": {"name": "cm-proj"}},
+                        {"secret": {"name": "s-proj"}},
+                        {"serviceAccountToken": {"path": "token"}},
+                    ]
+                },
+            },
             {"name": "v5", "emptyDir": {}},
         ],
     }
     refs = referenced_objects(spec)
     volume_refs = [
-        ObjectRef("configmap", "cm-vol"), ObjectRef("secret", "s-vol"),
-        ObjectRef("configmap", "cm-proj"), ObjectRef("secret", "s-proj"),
+        ObjectRef("configmap", "cm-vol"),
+        ObjectRef("secret", "s-vol"),
+        ObjectRef("configmap", "cm-proj"),
+        ObjectRef("secret", "s-proj"),
     ]
     assert refs["sidecar"] == volume_refs
     assert refs["init"] == [*volume_refs, ObjectRef("secret", "init-secret")]
@@ -82,8 +89,7 @@ def test_parse_duration(text: str | None, seconds: float) -> None:
 def _pod(annotations: dict[str, str] | None = None, policy: str = "Always") -> dict[str, Any]:
     return {
         "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "annotations": annotations or {}},
-        "spec": {"restartPolicy": policy, "nodeName": "sim-node-1",
-                 "containers": [{"name": "app", "image": "img:1"}]},
+        "spec": {"restartPolicy": policy, "nodeName": "sim-node-1", "containers": [{"name": "app", "image": "img:1"}]},
     }
 
 
