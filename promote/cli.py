@@ -239,5 +239,40 @@ def plan(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, **kw: 
     app.run(body)
 
 
+def _duration(text: str) -> float:
+    from promote.model import parse_duration
+
+    return parse_duration(text)
+
+
+@main.command()
+@click.argument("env", shell_complete=_complete_envs)
+@values_options
+@output_option
+@click.option("--only", is_flag=True, help="Sync only ENV, not its upstream; the gate is still checked.")
+@click.option("--allow-dirty", is_flag=True, help="Allow uncommitted changes when promoting to a gated environment.")
+@click.option("--timeout", default="5m", show_default=True, help="How long each release may take to become healthy.")
+@click.option("--lock-timeout", default="60s", show_default=True, help="How long to wait for another apply's lock.")
+@click.pass_obj
+def apply(
+    app: AppContext, /, env: str, fmt: str, only: bool, allow_dirty: bool, timeout: str, lock_timeout: str, **kw: Any
+) -> NoReturn:
+    """Sync each environment of the chain up to ENV, in order, each only when healthy upstream and gate allow."""
+    app.fmt = fmt
+
+    def body() -> int:
+        from promote import engine
+
+        aopts = engine.ApplyOptions(
+            timeout=_duration(timeout), lock_timeout=_duration(lock_timeout), only=only, allow_dirty=allow_dirty
+        )
+        # Progress goes to stderr, so stdout carries only the result (a table, or one JSON document).
+        result = engine.apply(_options(app, **kw), aopts, env, lambda ev: app.echo(ev.line(), err=True))
+        app.echo(app.view().apply(result))
+        return result.exit_code
+
+    app.run(body)
+
+
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,6 +271,35 @@ class Cluster:
         except ApiError as e:
             if e.status != 404:
                 raise
+
+    def watch(
+        self, api_version: str, kind: str, namespace: str | None, *, timeout: int, stop: threading.Event
+    ) -> Iterator[dict[str, Any]]:
+        """Watch events of a kind in a namespace until `stop` is set or the server ends the watch."""
+        res = self.resource(api_version, kind)
+        query = [("watch", "1"), ("timeoutSeconds", str(timeout)), ("allowWatchBookmarks", "false")]
+        params = self.api.param_serialize(
+            "GET",
+            res.path(namespace),
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            resp = self.api.call_api(*params, _request_timeout=(5.0, float(timeout) + 5))
+        except Exception as e:
+            raise ClusterError(f"cannot watch {kind} in {namespace}: {e}") from e
+        try:
+            for line in resp.response:
+                if stop.is_set():
+                    return
+                if line.strip():
+                    yield json.loads(line)
+        except Exception as e:
+            if not stop.is_set():
+                raise ClusterError(f"watch of {kind} in {namespace} broke: {e}") from e
+        finally:
+            resp.response.release_conn()
 
     def namespace_exists(self, namespace: str) -> bool:
         """True when the namespace exists and is not being deleted."""

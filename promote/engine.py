@@ -10,17 +10,29 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promote import diff, model, render, yamlio
+from promote import diff, gate, health, model, record, render, sync, yamlio
 from promote import values as vals
 from promote.cluster import ApiError, Cluster, connect
-from promote.errors import ConfigError, PromoteError, ValidationError
+from promote.errors import (
+    ConfigError,
+    GateBlocked,
+    HelmError,
+    PolicyViolation,
+    PromoteError,
+    ValidationError,
+    exit_code_for,
+)
+from promote.gate import GateCheck
+from promote.lock import EnvLock
 from promote.plan import Action, EnvironmentPlan, HookPhase, Plan, ReleasePlan, ResourceChange
 from promote.release import ReleaseHistory, history
+from promote.results import ApplyResult, EnvResult, ReleaseResult
 from promote.source import Source
 
 
@@ -208,7 +220,7 @@ def plan(opts: Options, target: str) -> Plan:
                 EnvironmentPlan(
                     name=env_name,
                     namespace=first.env.namespace if first else "",
-                    context=first.context if first else None,
+                    context=rel[0].context if rel else (first.context if first else None),
                     releases=rel,
                 )
             )
@@ -414,3 +426,269 @@ def raise_on_violations(violations: list[vals.Violation]) -> None:
             f"{len(violations)} values violation(s):\n  " + "\n  ".join(str(v) for v in violations),
             list(violations),
         )
+
+
+# --- applying ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """Knobs of apply and rollback."""
+
+    timeout: float = 300.0
+    lock_timeout: float = 60.0
+    lock_ttl: float = 30.0
+    only: bool = False
+    allow_dirty: bool = False
+
+
+def _env_targets(targets: list[Target], plans: list[ReleasePlan], env: str) -> list[tuple[Target, ReleasePlan]]:
+    return [(t, p) for t, p in zip(targets, plans, strict=True) if t.env.name == env]
+
+
+def _upstream_health(cluster: Cluster, namespace: str, hist: ReleaseHistory) -> health.Health:
+    deployed = hist.deployed
+    if deployed is None:
+        return health.Health(health.HealthStatus.MISSING, "not installed")
+    return sync.release_health(cluster, namespace, [o for o in deployed.manifest if "metadata" in o])
+
+
+def gate_checks(
+    ws: Workspace, clusters: dict[str | None, Cluster], env: str, env_targets: list[Target], allow_dirty: bool
+) -> list[GateCheck]:
+    """Every gate check for promoting `env` now (empty for the first environment of the chain)."""
+    upstream = ws.defs.upstream_of(env)
+    if upstream is None:
+        return []
+    checks = [gate.clean_tree_check(ws.source.dirty_paths(), allow_dirty)]
+    for t in env_targets:
+        up = t.app.environment(upstream)
+        if up is None:
+            continue
+        up_cluster = clusters.get(up.context or ws.opts.context) or connect(
+            up.context or ws.opts.context, ws.opts.kubeconfig
+        )
+        hist = history(up_cluster, up.namespace, up.release)
+        checks.extend(
+            gate.upstream_checks(
+                app=t.app.name,
+                env=env,
+                upstream=upstream,
+                artifact=t.artifact_digest,
+                soak_seconds=t.env.soak_seconds,
+                hist=hist,
+                health=_upstream_health(up_cluster, up.namespace, hist),
+                now=record.now(),
+            )
+        )
+    return checks
+
+
+def _ref_label(ws: Workspace, revision: str) -> str:
+    ref = ws.opts.revision
+    if ref is None:
+        try:
+            import git
+
+            ref = git.Repo(ws.source.root, search_parent_directories=True).active_branch.name
+        except Exception:
+            ref = "HEAD"
+    return f"{ref} ({revision[:7]}{'-dirty' if revision.endswith('-dirty') else ''})"
+
+
+def apply(opts: Options, aopts: ApplyOptions, target: str, emit: sync.Emit) -> ApplyResult:
+    """Sync every environment of the chain up to `target`, in order, each only if its gate allows."""
+    events: list[sync.Event] = []
+
+    def record_event(ev: sync.Event) -> None:
+        events.append(ev)
+        emit(ev)
+
+    env_results: list[EnvResult] = []
+    revision = "unknown"
+    try:
+        with Workspace(opts) as ws:
+            chain = ws.defs.chain_to(target)
+            targets = ws.targets(chain)
+            violations = ws.validate(targets)
+            if violations:
+                policy_only = all(
+                    v.environment == target
+                    and v.schema
+                    == next((t.env.policy for t in targets if t.env.name == target and t.app.name == v.app), None)
+                    for v in violations
+                )
+                msg = f"{len(violations)} values violation(s):\n  " + "\n  ".join(str(v) for v in violations)
+                if policy_only:
+                    raise PolicyViolation(f"blocked by the policy of {target}: {msg}", list(violations))
+                raise ValidationError(msg, list(violations))
+            clusters = _connect_all(opts, targets)
+            plans = asyncio.run(_plan_all(targets, clusters, []))
+            revision = ws.source.revision()
+            label = _ref_label(ws, revision)
+            to_sync = (target,) if aopts.only else chain
+            for env in to_sync:
+                pairs = _env_targets(targets, plans, env)
+                env_results.append(_apply_env(ws, clusters, aopts, env, pairs, revision, label, record_event))
+        return ApplyResult(target, revision, tuple(env_results), tuple(events), None, 0)
+    except _EnvFailed as f:
+        env_results.append(f.result)
+        return ApplyResult(
+            target, revision, tuple(env_results), tuple(events), str(f.error), int(exit_code_for(f.error))
+        )
+    except PromoteError as e:
+        return ApplyResult(target, revision, tuple(env_results), tuple(events), str(e), int(exit_code_for(e)))
+
+
+class _EnvFailed(Exception):
+    def __init__(self, result: EnvResult, error: PromoteError) -> None:
+        super().__init__(str(error))
+        self.result, self.error = result, error
+
+
+def _apply_env(
+    ws: Workspace,
+    clusters: dict[str | None, Cluster],
+    aopts: ApplyOptions,
+    env: str,
+    pairs: list[tuple[Target, ReleasePlan]],
+    revision: str,
+    label: str,
+    emit: sync.Emit,
+) -> EnvResult:
+    start = time.monotonic()
+    context = pairs[0][1].context if pairs else None
+    for _, p in pairs:
+        if p.errors:
+            err = PromoteError(f"cannot apply {env}: {p.app}: " + "; ".join(p.errors))
+            raise _EnvFailed(EnvResult(env, context, "failed", label, duration=time.monotonic() - start), err)
+    checks = gate_checks(ws, clusters, env, [t for t, _ in pairs], aopts.allow_dirty)
+    failed = [c for c in checks if c.result == gate.GateResult.FAIL]
+    if failed:
+        why = "; ".join(f"{c.app + ': ' if c.app else ''}{c.reason}" for c in failed)
+        res = EnvResult(env, context, "blocked", label, duration=time.monotonic() - start, gate=tuple(checks))
+        raise _EnvFailed(res, GateBlocked(f"promotion to {env} blocked: {why}"))
+    if not any(p.has_changes for _, p in pairs):
+        releases = tuple(
+            ReleaseResult(
+                t.app.name,
+                t.env.release,
+                t.env.namespace,
+                "unchanged",
+                p.current_revision,
+                message="live matches Git; no helm upgrade",
+            )
+            for t, p in pairs
+        )
+        env_h = _env_health(clusters, pairs)
+        return EnvResult(env, context, "unchanged", label, env_h, time.monotonic() - start, releases, tuple(checks))
+    results: list[ReleaseResult] = []
+    by = record.who()
+    for t, p in pairs:
+        cluster = clusters[t.context]
+        if not p.has_changes:
+            results.append(ReleaseResult(t.app.name, t.env.release, t.env.namespace, "unchanged", p.current_revision))
+            continue
+        lock = EnvLock(cluster, t.env.namespace, env, by + f"/{os.getpid()}", ttl=aopts.lock_ttl)
+        try:
+            if not cluster.namespace_exists(t.env.namespace):
+                cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": t.env.namespace}}, None)
+            lock.acquire(
+                aopts.lock_timeout,
+                on_wait=lambda holder, t=t: emit(
+                    sync.Event(
+                        record.now(),
+                        env,
+                        "Lease",
+                        t.env.namespace,
+                        f"promote-{env}",
+                        "Waiting",
+                        "",
+                        "",
+                        f"waiting for the lock held by {holder}",
+                    )
+                ),
+            )
+            # Re-read the release under the lock: the apply we waited for may have changed it.
+            hist = history(cluster, t.env.namespace, t.env.release)
+            if hist.latest and hist.latest.status.startswith("pending-"):
+                raise HelmError(
+                    f"release {t.env.release} in {t.env.namespace} is stuck in {hist.latest.status} "
+                    f"(revision {hist.latest.revision}), left by a helm process that was killed. Way out: "
+                    f"`promote rollback {env}` or `helm rollback {t.env.release} -n {t.env.namespace}`"
+                )
+            rendered = asyncio.run(
+                render.render(
+                    render.client(kube_version=cluster.server_version()),
+                    t.chart,
+                    release=t.env.release,
+                    namespace=t.env.namespace,
+                    values=t.values,
+                    is_upgrade=hist.deployed is not None,
+                )
+            )
+            objs = [o for o in rendered if not render.hook_annotation(o)]
+            workloads = [
+                (o["apiVersion"], o["kind"], o["metadata"]["name"])
+                for o in objs
+                if o.get("kind") in sync.WORKLOAD_KINDS
+            ]
+            promo = record.Promotion(
+                env=env,
+                revision=revision,
+                artifact=t.artifact_digest,
+                values=t.values_digest,
+                by=by,
+                at=record.now().isoformat(),
+            )
+            with sync.Watcher(cluster, env, t.env.namespace, workloads, emit):
+                rev = asyncio.run(
+                    sync.helm_upgrade(
+                        cluster=cluster,
+                        context=t.context,
+                        chart=t.chart,
+                        release=t.env.release,
+                        namespace=t.env.namespace,
+                        values=t.values,
+                        description=promo.description(),
+                        timeout=aopts.timeout,
+                    )
+                )
+                h = sync.wait_healthy(cluster, t.env.namespace, objs, aopts.timeout)
+            if h.status != health.HealthStatus.HEALTHY:
+                previous = hist.deployed.revision if hist.deployed else None
+                if previous is not None:
+                    asyncio.run(
+                        sync.helm_rollback(
+                            cluster=cluster,
+                            context=t.context,
+                            release=t.env.release,
+                            namespace=t.env.namespace,
+                            revision=previous,
+                            timeout=aopts.timeout,
+                        )
+                    )
+                raise sync.health_error(t.env.release, t.env.namespace, h, aopts.timeout)
+            results.append(
+                ReleaseResult(
+                    t.app.name, t.env.release, t.env.namespace, "synced", rev, h.status.value, h.message, p.changes
+                )
+            )
+        except PromoteError as e:
+            results.append(ReleaseResult(t.app.name, t.env.release, t.env.namespace, "failed", message=str(e)))
+            res = EnvResult(
+                env, context, "failed", label, "Degraded", time.monotonic() - start, tuple(results), tuple(checks)
+            )
+            raise _EnvFailed(res, e) from e
+        finally:
+            lock.release()
+    env_h = _env_health(clusters, pairs)
+    return EnvResult(env, context, "synced", label, env_h, time.monotonic() - start, tuple(results), tuple(checks))
+
+
+def _env_health(clusters: dict[str | None, Cluster], pairs: list[tuple[Target, ReleasePlan]]) -> str:
+    hs = []
+    for t, _ in pairs:
+        c = clusters[t.context]
+        hs.append(_upstream_health(c, t.env.namespace, history(c, t.env.namespace, t.env.release)))
+    return health.worst(hs).status.value

@@ -15,6 +15,7 @@ import yaml
 from tabulate import tabulate
 
 from promote.plan import Action, Plan, ReleasePlan
+from promote.results import ApplyResult
 from promote.values import Violation
 
 
@@ -31,7 +32,7 @@ _COLOR = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red",
 
 
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    text = value if isinstance(value, str) and "\n" not in value else json.dumps(value, sort_keys=True)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -97,6 +98,57 @@ class View:
             )
         table = tabulate(rows, headers=["ACTION", "KIND", "NAME", "HOOK", "CHANGES"], tablefmt="plain")
         return head + "\n" + "\n".join("    " + line for line in table.splitlines())
+
+    # --- apply -------------------------------------------------------------------------------------
+
+    def apply(self, result: ApplyResult) -> str:
+        """Per environment: where it was synced to, health, duration and the resource table."""
+        if self.fmt != OutputFormat.TABLE:
+            return self.dump(result.to_dict())
+        lines: list[str] = []
+        for env in result.environments:
+            lines.append(click.style(f"Environment {env.name}", bold=True) + f"  (context {env.context or 'current'})")
+            rows = [
+                ["Outcome:", env.outcome],
+                ["Synced to:", env.synced_to],
+                ["Health:", env.health or "-"],
+                ["Duration:", f"{env.duration:.1f}s"],
+            ]
+            lines.extend("  " + line for line in tabulate(rows, tablefmt="plain").splitlines())
+            for check in env.gate:
+                mark = (
+                    click.style("pass", fg="green") if check.result.value == "pass" else click.style("FAIL", fg="red")
+                )
+                lines.append(f"  gate {check.name}: {mark} {check.reason}")
+            res_rows = []
+            for rel in env.releases:
+                res_rows.append(
+                    [
+                        rel.app,
+                        rel.release,
+                        rel.namespace,
+                        rel.outcome,
+                        rel.revision or "-",
+                        rel.health or "-",
+                        rel.message,
+                    ]
+                )
+                for c in rel.changes:
+                    if c.action.value != "unchanged" and c.hook is None:
+                        res_rows.append(
+                            ["", f"  {_SYMBOL[c.action]} {c.kind}", c.namespace or "", c.action.value, "", "", c.name]
+                        )
+            if res_rows:
+                table = tabulate(
+                    res_rows,
+                    headers=["APP", "RELEASE", "NAMESPACE", "OUTCOME", "REVISION", "HEALTH", "MESSAGE"],
+                    tablefmt="plain",
+                )
+                lines.extend("  " + line for line in table.splitlines())
+            lines.append("")
+        if result.error:
+            lines.append(click.style("Error: ", fg="red", bold=True) + result.error)
+        return "\n".join(lines).rstrip()
 
     # --- validation --------------------------------------------------------------------------------
 

@@ -1,0 +1,161 @@
+"""Health of live objects: one small check per kind, picked from a dispatch table by kind.
+
+As in Argo CD's gitops-engine, a kind without a check is not an error: it is healthy once it exists.
+Each check reads only the object (spec and status), so it is a pure function tested with fixtures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class HealthStatus(StrEnum):
+    """Closed set of health states, worst last for aggregation."""
+
+    HEALTHY = "Healthy"
+    SUSPENDED = "Suspended"
+    PROGRESSING = "Progressing"
+    MISSING = "Missing"
+    DEGRADED = "Degraded"
+
+    @property
+    def rank(self) -> int:
+        """Severity, for picking the worst of several."""
+        return list(HealthStatus).index(self)
+
+
+@dataclass(frozen=True)
+class Health:
+    """A status and the reason a person needs to act on it."""
+
+    status: HealthStatus
+    message: str = ""
+
+
+def worst(items: list[Health]) -> Health:
+    """The most severe health of several (Healthy when empty)."""
+    return max(items, key=lambda h: h.status.rank, default=Health(HealthStatus.HEALTHY))
+
+
+def _generation_observed(obj: dict[str, Any]) -> bool:
+    return int(obj.get("status", {}).get("observedGeneration", 0)) >= int(obj.get("metadata", {}).get("generation", 0))
+
+
+def _deployment(obj: dict[str, Any]) -> Health:
+    spec, st = obj.get("spec", {}), obj.get("status", {})
+    if spec.get("paused"):
+        return Health(HealthStatus.SUSPENDED, "deployment is paused")
+    want = int(spec.get("replicas", 1))
+    for cond in st.get("conditions", []) or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return Health(HealthStatus.DEGRADED, f"rollout exceeded its progress deadline: {cond.get('message', '')}")
+    if not _generation_observed(obj):
+        return Health(HealthStatus.PROGRESSING, "waiting for the controller to observe the new spec")
+    updated, avail = int(st.get("updatedReplicas", 0)), int(st.get("availableReplicas", 0))
+    total = int(st.get("replicas", 0))
+    if updated < want:
+        return Health(HealthStatus.PROGRESSING, f"{updated} of {want} replicas updated")
+    if total > updated:
+        return Health(HealthStatus.PROGRESSING, f"{total - updated} old replicas pending termination")
+    if avail < want:
+        return Health(HealthStatus.PROGRESSING, f"{avail} of {want} replicas available")
+    return Health(HealthStatus.HEALTHY, f"{avail}/{want} available")
+
+
+def _statefulset(obj: dict[str, Any]) -> Health:
+    spec, st = obj.get("spec", {}), obj.get("status", {})
+    want = int(spec.get("replicas", 1))
+    if not _generation_observed(obj):
+        return Health(HealthStatus.PROGRESSING, "waiting for the controller to observe the new spec")
+    ready = int(st.get("readyReplicas", 0))
+    if ready < want:
+        return Health(HealthStatus.PROGRESSING, f"{ready} of {want} replicas ready")
+    if st.get("updateRevision") and st.get("currentRevision") != st.get("updateRevision"):
+        return Health(HealthStatus.PROGRESSING, "rolling update in progress")
+    return Health(HealthStatus.HEALTHY, f"{ready}/{want} ready")
+
+
+def _daemonset(obj: dict[str, Any]) -> Health:
+    st = obj.get("status", {})
+    if not _generation_observed(obj):
+        return Health(HealthStatus.PROGRESSING, "waiting for the controller to observe the new spec")
+    want = int(st.get("desiredNumberScheduled", 0))
+    updated, avail = int(st.get("updatedNumberScheduled", 0)), int(st.get("numberAvailable", 0))
+    if updated < want or avail < want:
+        return Health(HealthStatus.PROGRESSING, f"{avail} of {want} pods available")
+    return Health(HealthStatus.HEALTHY, f"{avail}/{want} available")
+
+
+def _job(obj: dict[str, Any]) -> Health:
+    st = obj.get("status", {})
+    for cond in st.get("conditions", []) or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Failed":
+            return Health(HealthStatus.DEGRADED, f"job failed: {cond.get('message') or cond.get('reason', '')}")
+        if cond.get("type") == "Complete":
+            return Health(HealthStatus.HEALTHY, "job completed")
+    if obj.get("spec", {}).get("suspend"):
+        return Health(HealthStatus.SUSPENDED, "job is suspended")
+    return Health(
+        HealthStatus.PROGRESSING, f"{int(st.get('active', 0))} active, {int(st.get('succeeded', 0))} succeeded"
+    )
+
+
+def _pod(obj: dict[str, Any]) -> Health:
+    st = obj.get("status", {})
+    phase = st.get("phase", "Pending")
+    statuses = (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or [])
+    for cs in statuses:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason", "")
+        if reason in (
+            "CrashLoopBackOff",
+            "CreateContainerConfigError",
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "InvalidImageName",
+            "CreateContainerError",
+        ):
+            return Health(
+                HealthStatus.DEGRADED, f"container {cs.get('name')}: {reason} {waiting.get('message', '')}".strip()
+            )
+    if phase == "Succeeded":
+        return Health(HealthStatus.HEALTHY, "completed")
+    if phase == "Failed":
+        return Health(HealthStatus.DEGRADED, st.get("message") or st.get("reason") or "pod failed")
+    restart = obj.get("spec", {}).get("restartPolicy", "Always")
+    if phase == "Running" and restart == "Always":
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions", []) or [])
+        return Health(HealthStatus.HEALTHY, "running") if ready else Health(HealthStatus.PROGRESSING, "not ready")
+    return Health(HealthStatus.PROGRESSING, phase.lower())
+
+
+def _pvc(obj: dict[str, Any]) -> Health:
+    phase = obj.get("status", {}).get("phase")
+    if phase == "Bound":
+        return Health(HealthStatus.HEALTHY, "bound")
+    if phase == "Lost":
+        return Health(HealthStatus.DEGRADED, "volume lost")
+    return Health(HealthStatus.PROGRESSING, "waiting to be bound")
+
+
+CHECKS: dict[str, Callable[[dict[str, Any]], Health]] = {
+    "Deployment": _deployment,
+    "StatefulSet": _statefulset,
+    "DaemonSet": _daemonset,
+    "Job": _job,
+    "Pod": _pod,
+    "PersistentVolumeClaim": _pvc,
+}
+
+
+def check(obj: dict[str, Any] | None) -> Health:
+    """Health of one live object; None (absent) is Missing, a kind without a check is Healthy."""
+    if obj is None:
+        return Health(HealthStatus.MISSING, "does not exist")
+    fn = CHECKS.get(str(obj.get("kind", "")))
+    return fn(obj) if fn else Health(HealthStatus.HEALTHY, "exists")

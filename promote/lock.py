@@ -1,0 +1,141 @@
+"""One apply per environment at a time: a Kubernetes Lease with a TTL renewed while working.
+
+Unlike helm's `pending-upgrade` state, a Lease left by a crashed apply expires by itself once its holder
+stops renewing it, so no one has to clean up by hand.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from promote.cluster import ApiError, Cluster
+from promote.errors import LockError
+
+LEASE_API = "coordination.k8s.io/v1"
+
+
+def _ts(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(ts: str | None) -> datetime | None:
+    if not ts:
+        return None
+    return datetime.strptime(ts.replace("Z", ""), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+
+
+def holder_of(lease: dict[str, Any] | None, now: datetime) -> str | None:
+    """Who holds an unexpired lease, or None."""
+    if not lease:
+        return None
+    spec = lease.get("spec", {})
+    holder = spec.get("holderIdentity")
+    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+    ttl = int(spec.get("leaseDurationSeconds") or 0)
+    if not holder or renewed is None or renewed + timedelta(seconds=ttl) < now:
+        return None
+    return str(holder)
+
+
+class EnvLock:
+    """The Lease `promote-<env>` in the environment's namespace."""
+
+    def __init__(self, cluster: Cluster, namespace: str, env: str, identity: str, ttl: float = 30.0) -> None:
+        self.cluster, self.namespace, self.env = cluster, namespace, env
+        self.name = f"promote-{env}"
+        self.identity, self.ttl = identity, ttl
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.waited = 0.0
+
+    def current_holder(self) -> str | None:
+        """The holder of the lock right now, if any (read-only, for `promote gate`)."""
+        lease = self.cluster.get(LEASE_API, "Lease", self.namespace, self.name)
+        return holder_of(lease, datetime.now(UTC))
+
+    def _try(self) -> str | None:
+        now = datetime.now(UTC)
+        lease = self.cluster.get(LEASE_API, "Lease", self.namespace, self.name)
+        holder = holder_of(lease, now)
+        if holder and holder != self.identity:
+            return holder
+        body: dict[str, Any] = {
+            "apiVersion": LEASE_API,
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": int(self.ttl),
+                "acquireTime": _ts(now),
+                "renewTime": _ts(now),
+            },
+        }
+        try:
+            if lease is None:
+                self.cluster.create(body, self.namespace)
+            else:
+                # Optimistic concurrency: the resourceVersion makes a racing taker lose with 409.
+                body["metadata"]["resourceVersion"] = lease["metadata"]["resourceVersion"]
+                self.cluster.request(
+                    "PUT",
+                    self.cluster.resource(LEASE_API, "Lease").path(self.namespace, self.name),
+                    body=body,
+                    what=f"take the lock of environment {self.env}",
+                )
+        except ApiError as e:
+            if e.status in (409, 422):
+                return "another apply (it just took the lock)"
+            raise
+        return None
+
+    def acquire(self, timeout: float, on_wait: Any = None) -> None:
+        """Take the lock, waiting up to `timeout` seconds for another holder to finish."""
+        start = time.monotonic()
+        announced = False
+        while True:
+            holder = self._try()
+            if holder is None:
+                break
+            if time.monotonic() - start >= timeout:
+                raise LockError(
+                    f"environment {self.env} is locked by {holder} (Lease {self.namespace}/{self.name}); "
+                    f"gave up after {timeout:.0f}s (--lock-timeout)"
+                )
+            if on_wait and not announced:
+                on_wait(holder)
+                announced = True
+            time.sleep(1.0)
+        self.waited = time.monotonic() - start
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{self.env}", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                lease = self.cluster.get(LEASE_API, "Lease", self.namespace, self.name)
+                if not lease or lease.get("spec", {}).get("holderIdentity") != self.identity:
+                    return
+                lease["spec"]["renewTime"] = _ts(datetime.now(UTC))
+                self.cluster.request(
+                    "PUT",
+                    self.cluster.resource(LEASE_API, "Lease").path(self.namespace, self.name),
+                    body=lease,
+                    what=f"renew the lock of environment {self.env}",
+                )
+            except Exception:  # a missed renewal is retried; the TTL covers a few misses
+                continue
+
+    def release(self) -> None:
+        """Stop renewing and give the lock up."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        try:
+            lease = self.cluster.get(LEASE_API, "Lease", self.namespace, self.name)
+            if lease and lease.get("spec", {}).get("holderIdentity") == self.identity:
+                self.cluster.delete(LEASE_API, "Lease", self.namespace, self.name)
+        except Exception:  # the lease expires by itself anyway
+            pass

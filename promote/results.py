@@ -1,0 +1,143 @@
+"""Results of apply, rollback, history and status: frozen data, serialised by views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from promote.gate import GateCheck
+from promote.plan import SCHEMA_VERSION, ResourceChange
+from promote.sync import Event
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What happened to one release."""
+
+    app: str
+    release: str
+    namespace: str
+    outcome: str  # synced | unchanged | failed | rolled-back | skipped
+    revision: int | None = None
+    health: str = ""
+    message: str = ""
+    changes: tuple[ResourceChange, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "app": self.app,
+            "release": self.release,
+            "namespace": self.namespace,
+            "outcome": self.outcome,
+            "revision": self.revision,
+            "health": self.health,
+            "message": self.message,
+            "changes": [c.to_dict() for c in self.changes],
+        }
+
+
+@dataclass(frozen=True)
+class EnvResult:
+    """One environment of the chain."""
+
+    name: str
+    context: str | None
+    outcome: str  # synced | unchanged | blocked | failed | not-reached
+    synced_to: str = ""
+    health: str = ""
+    duration: float = 0.0
+    releases: tuple[ReleaseResult, ...] = ()
+    gate: tuple[GateCheck, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "name": self.name,
+            "context": self.context,
+            "outcome": self.outcome,
+            "syncedTo": self.synced_to,
+            "health": self.health,
+            "durationSeconds": round(self.duration, 3),
+            "releases": [r.to_dict() for r in self.releases],
+            "gate": [g.to_dict() for g in self.gate],
+        }
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The whole apply (or rollback): per environment, the events seen, and how it ended."""
+
+    target: str
+    revision: str
+    environments: tuple[EnvResult, ...] = ()
+    events: tuple[Event, ...] = ()
+    error: str | None = None
+    exit_code: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The published JSON form (schemas/apply-result.schema.json)."""
+        return {
+            "schemaVersion": SCHEMA_VERSION,
+            "target": self.target,
+            "revision": self.revision,
+            "environments": [e.to_dict() for e in self.environments],
+            "events": [e.to_dict() for e in self.events],
+            "error": self.error,
+            "exitCode": self.exit_code,
+        }
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One helm revision of a release, with the promotion record if promote made it."""
+
+    app: str
+    release: str
+    revision: int
+    status: str
+    chart: str
+    updated: str
+    git_revision: str | None = None
+    artifact: str | None = None
+    values: str | None = None
+    by: str | None = None
+    action: str | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {k: v for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class ReleaseStatus:
+    """Sync and health of one release."""
+
+    env: str
+    app: str
+    release: str
+    namespace: str
+    sync: str
+    health: str
+    health_message: str
+    revision: str | None
+    promoted_revision: str | None
+    helm_revision: int | None
+    drift: tuple[ResourceChange, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "env": self.env,
+            "app": self.app,
+            "release": self.release,
+            "namespace": self.namespace,
+            "sync": self.sync,
+            "health": self.health,
+            "healthMessage": self.health_message,
+            "revision": self.revision,
+            "promotedRevision": self.promoted_revision,
+            "helmRevision": self.helm_revision,
+            "drift": [c.to_dict() for c in self.drift],
+        }

@@ -1,0 +1,242 @@
+"""Syncing one release: `helm upgrade --install --atomic --wait` through pyhelm3, watched while it runs.
+
+helm runs the chart's own hooks in order (pre-* before the resources, post-* after they are ready) and,
+being atomic, rolls a failed upgrade back to the last good revision by itself. While helm works, a
+watcher reports each hook pod and workload as it changes, one line per event, and says what it waits for
+when a wait lasts longer than two seconds. After helm returns, the release's resources are checked with
+our own health table before the sync counts as done.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from promote import health, render
+from promote.cluster import Cluster
+from promote.errors import HealthError, PromoteError
+from promote.plan import HookPhase
+
+WAIT_ANNOUNCE_AFTER = 2.0  # seconds a wait lasts before we say what it waits for
+POLL_INTERVAL = 0.5
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+
+class SyncStatus(StrEnum):
+    """Whether live matches Git for a release."""
+
+    SYNCED = "Synced"
+    OUT_OF_SYNC = "OutOfSync"
+    MISSING = "Missing"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One progress line: TIMESTAMP ENV KIND NAMESPACE NAME STATUS HEALTH HOOK MESSAGE."""
+
+    at: datetime
+    env: str
+    kind: str
+    namespace: str
+    name: str
+    status: str
+    health: str
+    hook: str
+    message: str
+
+    def line(self) -> str:
+        """The event as one line, in the spirit of `argocd app sync`."""
+        ts = self.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        cols = [ts, self.env, self.kind, self.namespace, self.name, self.status, self.health, self.hook or "-"]
+        return "  ".join(cols) + (f"  {self.message}" if self.message else "")
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON form."""
+        return {
+            "time": self.at.isoformat(),
+            "env": self.env,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "status": self.status,
+            "health": self.health,
+            "hook": self.hook,
+            "message": self.message,
+        }
+
+
+Emit = Callable[[Event], None]
+
+
+def _hook_phase(pod: dict[str, Any]) -> str:
+    ann = (pod.get("metadata", {}).get("annotations") or {}).get("helm.sh/hook", "")
+    for upgrade in (True, False):
+        phase = HookPhase.from_helm(ann, upgrade=upgrade)
+        if phase:
+            return phase.value
+    return ""
+
+
+class Watcher:
+    """Reports hook pods (from a watch) and workloads (polled) of one release while helm runs."""
+
+    def __init__(self, cluster: Cluster, env: str, namespace: str, workloads: list[tuple[str, str, str]], emit: Emit):
+        self.cluster, self.env, self.namespace = cluster, env, namespace
+        self.workloads = workloads
+        self.emit = emit
+        self.stop = threading.Event()
+        self._seen: dict[tuple[str, str], tuple[str, str]] = {}
+        self._waiting_since: dict[tuple[str, str], float] = {}
+        self._announced: dict[tuple[str, str], float] = {}
+        self._threads = [
+            threading.Thread(target=self._watch_hooks, daemon=True, name="watch-hooks"),
+            threading.Thread(target=self._poll_workloads, daemon=True, name="poll-workloads"),
+        ]
+
+    def __enter__(self) -> Watcher:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join(timeout=2)
+
+    def _report(self, kind: str, name: str, status: str, h: health.Health, hook: str, message: str = "") -> None:
+        key = (kind, name)
+        state = (status, h.status.value)
+        if self._seen.get(key) == state:
+            return
+        self._seen[key] = state
+        self.emit(
+            Event(
+                datetime.now(UTC),
+                self.env,
+                kind,
+                self.namespace,
+                name,
+                status,
+                h.status.value,
+                hook,
+                message or h.message,
+            )
+        )
+
+    def _watch_hooks(self) -> None:
+        while not self.stop.is_set():
+            try:
+                for ev in self.cluster.watch("v1", "Pod", self.namespace, timeout=30, stop=self.stop):
+                    pod = ev.get("object") or {}
+                    hook = _hook_phase(pod)
+                    if not hook:
+                        continue
+                    name = pod.get("metadata", {}).get("name", "")
+                    if ev.get("type") == "DELETED":
+                        self._report("Pod", name, "Deleted", health.check(pod), hook, "hook pod deleted by its policy")
+                    else:
+                        phase = pod.get("status", {}).get("phase", "Pending")
+                        self._report("Pod", name, phase, health.check(pod), hook)
+            except PromoteError:
+                self.stop.wait(1.0)
+
+    def _poll_workloads(self) -> None:
+        while not self.stop.wait(POLL_INTERVAL):
+            for api_version, kind, name in self.workloads:
+                try:
+                    obj = self.cluster.get(api_version, kind, self.namespace, name)
+                except PromoteError:
+                    continue
+                h = health.check(obj)
+                status = "Missing" if obj is None else "Synced"
+                self._report(kind, name, status, h, "")
+                key = (kind, name)
+                now = time.monotonic()
+                if h.status == health.HealthStatus.PROGRESSING:
+                    since = self._waiting_since.setdefault(key, now)
+                    if now - since >= WAIT_ANNOUNCE_AFTER and now - self._announced.get(key, 0) >= 5:
+                        self._announced[key] = now
+                        self.emit(
+                            Event(
+                                datetime.now(UTC),
+                                self.env,
+                                kind,
+                                self.namespace,
+                                name,
+                                status,
+                                h.status.value,
+                                "",
+                                f"waiting for {kind} {name}: {h.message}",
+                            )
+                        )
+                else:
+                    self._waiting_since.pop(key, None)
+
+
+def release_health(cluster: Cluster, namespace: str, objs: list[dict[str, Any]]) -> health.Health:
+    """Worst health over a release's (non-hook) objects, read live."""
+    results = []
+    for o in objs:
+        md = o.get("metadata", {})
+        live = cluster.get(o["apiVersion"], o["kind"], md.get("namespace") or namespace, md["name"])
+        h = health.check(live)
+        results.append(health.Health(h.status, f"{o['kind']} {md['name']}: {h.message}"))
+    return health.worst(results)
+
+
+def wait_healthy(cluster: Cluster, namespace: str, objs: list[dict[str, Any]], timeout: float) -> health.Health:
+    """Poll until the release is Healthy or the timeout passes; returns the last health seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        h = release_health(cluster, namespace, objs)
+        if h.status == health.HealthStatus.HEALTHY or time.monotonic() >= deadline:
+            return h
+        time.sleep(POLL_INTERVAL)
+
+
+async def helm_upgrade(
+    *,
+    cluster: Cluster,
+    context: str | None,
+    chart: render.ChartInfo,
+    release: str,
+    namespace: str,
+    values: dict[str, Any],
+    description: str,
+    timeout: float,
+) -> int:
+    """helm upgrade --install --atomic --wait; returns the new helm revision."""
+    helm = render.client(context=context, kube_version=cluster.server_version())
+    try:
+        rev = await helm.install_or_upgrade_release(
+            release,
+            render.chart_model(helm, chart),
+            values,
+            atomic=True,
+            wait=True,
+            create_namespace=True,
+            namespace=namespace,
+            timeout=f"{int(timeout)}s",
+            description=description,
+        )
+    except PromoteError as e:
+        raise type(e)(f"sync of release {release} in {namespace} failed and helm rolled it back: {e}") from e
+    return int(rev.revision)
+
+
+async def helm_rollback(
+    *, cluster: Cluster, context: str | None, release: str, namespace: str, revision: int | None, timeout: float
+) -> None:
+    """helm rollback to a revision (the previous one when None), waiting for it."""
+    helm = render.client(context=context, kube_version=cluster.server_version())
+    await helm._command.rollback(release, revision, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
+
+
+def health_error(release: str, namespace: str, h: health.Health, timeout: float) -> HealthError:
+    """The error for a release that did not become healthy in time."""
+    return HealthError(f"release {release} in {namespace} is {h.status.value} after {timeout:.0f}s: {h.message}")
