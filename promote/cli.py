@@ -274,5 +274,71 @@ def apply(
     app.run(body)
 
 
+@main.command()
+@click.argument("env", shell_complete=_complete_envs)
+@click.option(
+    "--to", "to", metavar="REVISION", help="Helm revision number or Git sha of a promotion (default: the previous)."
+)
+@click.option("--app", "apps", multiple=True, metavar="NAME", help="Only these apps (repeatable).")
+@output_option
+@click.option("--timeout", default="5m", show_default=True, help="How long each release may take to become healthy.")
+@click.option("--lock-timeout", default="60s", show_default=True, help="How long to wait for another apply's lock.")
+@click.pass_obj
+def rollback(
+    app: AppContext, /, env: str, to: str | None, apps: tuple[str, ...], fmt: str, timeout: str, lock_timeout: str
+) -> NoReturn:
+    """Roll every app release of ENV back together, to the previous promotion or to --to."""
+    app.fmt = fmt
+
+    def body() -> int:
+        from promote import engine
+
+        aopts = engine.ApplyOptions(timeout=_duration(timeout), lock_timeout=_duration(lock_timeout))
+        result = engine.rollback(_options(app, apps=apps), aopts, env, to, lambda ev: app.echo(ev.line(), err=True))
+        app.echo(app.view().apply(result))
+        return result.exit_code
+
+    app.run(body)
+
+
+@main.command()
+@click.argument("env", shell_complete=_complete_envs)
+@click.option("--app", "apps", multiple=True, metavar="NAME", help="Only these apps (repeatable).")
+@output_option
+@click.pass_obj
+def history(app: AppContext, /, env: str, apps: tuple[str, ...], fmt: str) -> NoReturn:
+    """List the promotions recorded for every app release of ENV."""
+    app.fmt = fmt
+
+    def body() -> int:
+        from promote import engine
+
+        app.echo(app.view().history(engine.release_history(_options(app, apps=apps), env)))
+        return 0
+
+    app.run(body)
+
+
+@main.command()
+@click.argument("env", required=False, shell_complete=_complete_envs)
+@values_options
+@output_option
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when anything is drifted, out of sync or unhealthy.")
+@click.pass_obj
+def status(app: AppContext, /, env: str | None, fmt: str, detailed_exitcode: bool, **kw: Any) -> NoReturn:
+    """Sync (against the Git revision that would be applied now) and health of every release."""
+    app.fmt = fmt
+
+    def body() -> int:
+        from promote import engine
+
+        revision, statuses = engine.status(_options(app, **kw), env)
+        app.echo(app.view().status(revision, statuses))
+        pending = any(s.sync != "Synced" or s.health != "Healthy" for s in statuses)
+        return int(ExitCode.CHANGES if detailed_exitcode and pending else ExitCode.OK)
+
+    app.run(body)
+
+
 if __name__ == "__main__":
     main()

@@ -186,7 +186,10 @@ def release_health(cluster: Cluster, namespace: str, objs: list[dict[str, Any]])
         live = cluster.get(o["apiVersion"], o["kind"], md.get("namespace") or namespace, md["name"])
         h = health.check(live)
         results.append(health.Health(h.status, f"{o['kind']} {md['name']}: {h.message}"))
-    return health.worst(results)
+    h = health.worst(results)
+    if h.status == health.HealthStatus.HEALTHY:
+        return health.Health(h.status, f"{len(results)} resources healthy")
+    return h
 
 
 def wait_healthy(cluster: Cluster, namespace: str, objs: list[dict[str, Any]], timeout: float) -> health.Health:

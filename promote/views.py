@@ -14,8 +14,8 @@ import click
 import yaml
 from tabulate import tabulate
 
-from promote.plan import Action, Plan, ReleasePlan
-from promote.results import ApplyResult
+from promote.plan import Action, FieldChange, Plan, ReleasePlan
+from promote.results import ApplyResult, HistoryEntry, ReleaseStatus
 from promote.values import Violation
 
 
@@ -34,6 +34,12 @@ _COLOR = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red",
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) and "\n" not in value else json.dumps(value, sort_keys=True)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _drift_text(f: FieldChange) -> str:
+    if f.sensitive:
+        return "(sensitive value changed)"
+    return f"{_short(f.after)} in Git, {_short(f.before)} live"
 
 
 class View:
@@ -149,6 +155,68 @@ class View:
         if result.error:
             lines.append(click.style("Error: ", fg="red", bold=True) + result.error)
         return "\n".join(lines).rstrip()
+
+    # --- history and status ------------------------------------------------------------------------
+
+    def history(self, entries: list[HistoryEntry]) -> str:
+        """Promotions per release, newest last, like `helm history`."""
+        if self.fmt != OutputFormat.TABLE:
+            return self.dump({"schemaVersion": 1, "history": [e.to_dict() for e in entries]})
+        rows = [
+            [
+                e.app,
+                e.revision,
+                e.updated[:19],
+                e.status,
+                e.chart,
+                (e.git_revision or "-")[:12],
+                (e.artifact or "-")[:8],
+                e.by or "-",
+                e.action or e.description,
+            ]
+            for e in entries
+        ]
+        return tabulate(
+            rows,
+            headers=["APP", "REVISION", "UPDATED", "STATUS", "CHART", "GIT", "ARTIFACT", "BY", "ACTION"],
+            tablefmt="plain",
+        )
+
+    def status(self, revision: str, statuses: list[ReleaseStatus]) -> str:
+        """Sync and health per release, then the drifted fields."""
+        if self.fmt != OutputFormat.TABLE:
+            return self.dump({"schemaVersion": 1, "revision": revision, "releases": [s.to_dict() for s in statuses]})
+        rows = [
+            [
+                s.env,
+                s.app,
+                s.release,
+                s.namespace,
+                s.sync,
+                s.health,
+                (s.promoted_revision or "-")[:12],
+                s.helm_revision or "-",
+                s.health_message,
+            ]
+            for s in statuses
+        ]
+        out = [
+            f"Git revision {revision}",
+            "",
+            tabulate(
+                rows,
+                headers=["ENV", "APP", "RELEASE", "NAMESPACE", "SYNC", "HEALTH", "PROMOTED", "HELM REV", "MESSAGE"],
+                tablefmt="plain",
+            ),
+        ]
+        for s in statuses:
+            for c in s.drift:
+                fields = [f"{f.path}: {_drift_text(f)}" for f in c.fields]
+                out.append(
+                    f"  {s.env}/{s.app}: {c.action.value} {c.kind} {c.namespace or ''}/{c.name}"
+                    + ("".join(f"\n      {x}" for x in fields))
+                )
+        return "\n".join(out)
 
     # --- validation --------------------------------------------------------------------------------
 

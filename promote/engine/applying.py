@@ -1,0 +1,376 @@
+"""Applying: sync each environment of the chain in order, behind its gate and lock; and rolling back.
+
+Per environment: check the gate, then per release take the environment's Lease, re-read the release
+under it, run helm (atomic, so a failure rolls back by itself), wait for our own health checks, and
+record the promotion in the helm revision's description. The first failure stops the chain, so later
+environments are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, replace
+
+from promote import gate, health, record, render, sync
+from promote.cluster import Cluster, connect
+from promote.engine.planning import _connect_all, _plan_all
+from promote.engine.workspace import Options, Target, Workspace
+from promote.errors import GateBlocked, HelmError, PolicyViolation, PromoteError, ValidationError, exit_code_for
+from promote.gate import GateCheck
+from promote.lock import EnvLock
+from promote.plan import ReleasePlan
+from promote.release import ReleaseHistory, history
+from promote.results import ApplyResult, EnvResult, ReleaseResult
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """Knobs of apply and rollback."""
+
+    timeout: float = 300.0
+    lock_timeout: float = 60.0
+    lock_ttl: float = 30.0
+    only: bool = False
+    allow_dirty: bool = False
+
+
+class _EnvFailed(Exception):
+    """Carries the partial result of the environment that stopped the chain."""
+
+    def __init__(self, result: EnvResult, error: PromoteError) -> None:
+        super().__init__(str(error))
+        self.result, self.error = result, error
+
+
+def release_health(cluster: Cluster, namespace: str, hist: ReleaseHistory) -> health.Health:
+    """Health of the deployed revision's objects, read live."""
+    deployed = hist.deployed
+    if deployed is None:
+        return health.Health(health.HealthStatus.MISSING, "not installed")
+    return sync.release_health(cluster, namespace, [o for o in deployed.manifest if "metadata" in o])
+
+
+def gate_checks(
+    ws: Workspace, clusters: dict[str | None, Cluster], env: str, env_targets: list[Target], allow_dirty: bool
+) -> list[GateCheck]:
+    """Every gate check for promoting `env` now (none for the first environment of the chain)."""
+    upstream = ws.defs.upstream_of(env)
+    if upstream is None:
+        return []
+    checks = [gate.clean_tree_check(ws.source.dirty_paths(), allow_dirty)]
+    for t in env_targets:
+        up = t.app.environment(upstream)
+        if up is None:
+            continue
+        up_context = up.context or ws.opts.context
+        up_cluster = clusters.get(up_context) or connect(up_context, ws.opts.kubeconfig)
+        hist = history(up_cluster, up.namespace, up.release)
+        checks.extend(
+            gate.upstream_checks(
+                app=t.app.name,
+                env=env,
+                upstream=upstream,
+                artifact=t.artifact_digest,
+                soak_seconds=t.env.soak_seconds,
+                hist=hist,
+                health=release_health(up_cluster, up.namespace, hist),
+                now=record.now(),
+            )
+        )
+    return checks
+
+
+def _ref_label(ws: Workspace, revision: str) -> str:
+    ref = ws.opts.revision
+    if ref is None:
+        try:
+            import git
+
+            ref = git.Repo(ws.source.root, search_parent_directories=True).active_branch.name
+        except Exception:  # detached HEAD or no repository: the sha says it all
+            ref = "HEAD"
+    return f"{ref} ({revision[:7]}{'-dirty' if revision.endswith('-dirty') else ''})"
+
+
+def _fail_on_violations(violations: list, targets: list[Target], target: str) -> None:  # type: ignore[type-arg]
+    if not violations:
+        return
+    policies = {(t.app.name, t.env.policy) for t in targets if t.env.name == target}
+    msg = f"{len(violations)} values violation(s):\n  " + "\n  ".join(str(v) for v in violations)
+    if all(v.environment == target and (v.app, v.schema) in policies for v in violations):
+        raise PolicyViolation(f"blocked by the policy of {target}: {msg}", list(violations))
+    raise ValidationError(msg, list(violations))
+
+
+def apply(opts: Options, aopts: ApplyOptions, target: str, emit: sync.Emit) -> ApplyResult:
+    """Sync every environment of the chain up to `target`, in order, each only if its gate allows."""
+    events: list[sync.Event] = []
+
+    def record_event(ev: sync.Event) -> None:
+        events.append(ev)
+        emit(ev)
+
+    env_results: list[EnvResult] = []
+    revision = "unknown"
+    try:
+        with Workspace(opts) as ws:
+            chain = ws.defs.chain_to(target)
+            targets = ws.targets(chain)
+            _fail_on_violations(ws.validate(targets), targets, target)
+            clusters = _connect_all(opts, targets)
+            plans = asyncio.run(_plan_all(targets, clusters, []))
+            revision = ws.source.revision()
+            label = _ref_label(ws, revision)
+            for env in (target,) if aopts.only else chain:
+                pairs = [(t, p) for t, p in zip(targets, plans, strict=True) if t.env.name == env]
+                env_results.append(_apply_env(ws, clusters, aopts, env, pairs, revision, label, record_event))
+        return ApplyResult(target, revision, tuple(env_results), tuple(events), None, 0)
+    except _EnvFailed as f:
+        env_results.append(f.result)
+        code = int(exit_code_for(f.error))
+        return ApplyResult(target, revision, tuple(env_results), tuple(events), str(f.error), code)
+    except PromoteError as e:
+        return ApplyResult(target, revision, tuple(env_results), tuple(events), str(e), int(exit_code_for(e)))
+
+
+def _apply_env(
+    ws: Workspace,
+    clusters: dict[str | None, Cluster],
+    aopts: ApplyOptions,
+    env: str,
+    pairs: list[tuple[Target, ReleasePlan]],
+    revision: str,
+    label: str,
+    emit: sync.Emit,
+) -> EnvResult:
+    start = time.monotonic()
+    context = pairs[0][1].context if pairs else None
+
+    def result(outcome: str, releases: list[ReleaseResult], checks: list[GateCheck], env_health: str = "") -> EnvResult:
+        return EnvResult(
+            env, context, outcome, label, env_health, time.monotonic() - start, tuple(releases), tuple(checks)
+        )
+
+    for _, p in pairs:
+        if p.errors:
+            raise _EnvFailed(
+                result("failed", [], []), PromoteError(f"cannot apply {env}: {p.app}: {'; '.join(p.errors)}")
+            )
+    checks = gate_checks(ws, clusters, env, [t for t, _ in pairs], aopts.allow_dirty)
+    failed = [c for c in checks if c.result == gate.GateResult.FAIL]
+    if failed:
+        why = "; ".join(f"{c.app + ': ' if c.app else ''}{c.reason}" for c in failed)
+        raise _EnvFailed(result("blocked", [], checks), GateBlocked(f"promotion to {env} blocked: {why}"))
+    results: list[ReleaseResult] = []
+    for t, p in pairs:
+        if not p.has_changes:
+            results.append(
+                ReleaseResult(
+                    t.app.name,
+                    t.env.release,
+                    t.env.namespace,
+                    "unchanged",
+                    p.current_revision,
+                    message="live matches Git: no helm upgrade",
+                )
+            )
+            continue
+        promo = record.Promotion(
+            env=env,
+            revision=revision,
+            artifact=t.artifact_digest,
+            values=t.values_digest,
+            by=record.who(),
+            at=record.now().isoformat(),
+        )
+        try:
+            results.append(sync_release(clusters[t.context], t, promo, aopts, emit, changes=p))
+        except PromoteError as e:
+            results.append(ReleaseResult(t.app.name, t.env.release, t.env.namespace, "failed", message=str(e)))
+            raise _EnvFailed(result("failed", results, checks, "Degraded"), e) from e
+    outcome = "synced" if any(r.outcome == "synced" for r in results) else "unchanged"
+    return result(outcome, results, checks, _env_health(clusters, [t for t, _ in pairs]))
+
+
+def _env_health(clusters: dict[str | None, Cluster], targets: list[Target]) -> str:
+    hs = []
+    for t in targets:
+        c = clusters[t.context]
+        hs.append(release_health(c, t.env.namespace, history(c, t.env.namespace, t.env.release)))
+    return health.worst(hs).status.value
+
+
+def sync_release(
+    cluster: Cluster,
+    t: Target,
+    promo: record.Promotion,
+    aopts: ApplyOptions,
+    emit: sync.Emit,
+    *,
+    changes: ReleasePlan | None = None,
+) -> ReleaseResult:
+    """Lock the environment, helm upgrade one release, wait until healthy; roll back on failure."""
+    env, ns, release = t.env.name, t.env.namespace, t.env.release
+    lock = EnvLock(cluster, ns, env, f"{promo.by}/{os.getpid()}", ttl=aopts.lock_ttl)
+    if not cluster.namespace_exists(ns):
+        cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, None)
+
+    def waiting(holder: str) -> None:
+        emit(sync.Event(record.now(), env, "Lease", ns, lock.name, "Waiting", "", "", f"lock held by {holder}"))
+
+    lock.acquire(aopts.lock_timeout, on_wait=waiting)
+    try:
+        # Re-read under the lock: an apply we waited for may have changed the release.
+        hist = history(cluster, ns, release)
+        if hist.latest and hist.latest.status.startswith("pending-"):
+            raise HelmError(
+                f"release {release} in {ns} is stuck in {hist.latest.status} (revision {hist.latest.revision}), "
+                f"left by a helm process that was killed. Way out: `promote rollback {env}`, or "
+                f"`helm rollback {release} -n {ns}`"
+            )
+        rendered = asyncio.run(
+            render.render(
+                render.client(kube_version=cluster.server_version()),
+                t.chart,
+                release=release,
+                namespace=ns,
+                values=t.values,
+                is_upgrade=hist.deployed is not None,
+            )
+        )
+        objs = [o for o in rendered if not render.hook_annotation(o)]
+        workloads = [
+            (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs if o.get("kind") in sync.WORKLOAD_KINDS
+        ]
+        with sync.Watcher(cluster, env, ns, workloads, emit):
+            rev = asyncio.run(
+                sync.helm_upgrade(
+                    cluster=cluster,
+                    context=t.context,
+                    chart=t.chart,
+                    release=release,
+                    namespace=ns,
+                    values=t.values,
+                    description=promo.description(),
+                    timeout=aopts.timeout,
+                )
+            )
+            h = sync.wait_healthy(cluster, ns, objs, aopts.timeout)
+        if h.status != health.HealthStatus.HEALTHY:
+            previous = hist.deployed.revision if hist.deployed else None
+            if previous is not None:
+                asyncio.run(
+                    sync.helm_rollback(
+                        cluster=cluster,
+                        context=t.context,
+                        release=release,
+                        namespace=ns,
+                        revision=previous,
+                        timeout=aopts.timeout,
+                    )
+                )
+            raise sync.health_error(release, ns, h, aopts.timeout)
+        return ReleaseResult(
+            t.app.name, release, ns, "synced", rev, h.status.value, h.message, changes.changes if changes else ()
+        )
+    finally:
+        lock.release()
+
+
+# --- rollback ---------------------------------------------------------------------------------------
+
+
+def rollback(opts: Options, aopts: ApplyOptions, env: str, to: str | None, emit: sync.Emit) -> ApplyResult:
+    """Roll every app release of `env` back together: to the previous promotion, or to `to`.
+
+    `to` is a helm revision number or a Git sha (prefix) of a promotion. When the target promotion's Git
+    revision and values can be reproduced exactly, the rollback re-syncs from that commit and records a
+    rollback promotion; otherwise it falls back to `helm rollback`, which helm records as "Rollback to N".
+    """
+    start = time.monotonic()
+    results: list[ReleaseResult] = []
+    revision = "unknown"
+    context: str | None = None
+    try:
+        with Workspace(opts) as ws:
+            targets = ws.targets((ws.defs.chain_to(env)[-1],))
+            clusters = _connect_all(opts, targets)
+            revision = ws.source.revision()
+            for t in targets:
+                cluster = clusters[t.context]
+                context = cluster.context
+                results.append(_rollback_release(ws, cluster, t, aopts, to, emit))
+        res = EnvResult(
+            env, context, "rolled-back", "", _env_health(clusters, targets), time.monotonic() - start, tuple(results)
+        )
+        return ApplyResult(env, revision, (res,), (), None, 0)
+    except PromoteError as e:
+        res = EnvResult(env, context, "failed", "", "", time.monotonic() - start, tuple(results))
+        return ApplyResult(env, revision, (res,), (), str(e), int(exit_code_for(e)))
+
+
+def _pick(hist: ReleaseHistory, to: str | None) -> tuple[int, record.Promotion | None]:
+    current = hist.deployed
+    if current is None:
+        raise HelmError("nothing to roll back: the release has no deployed revision")
+    if to is None:
+        candidates = [
+            r for r in hist.records if r.revision < current.revision and r.status in ("superseded", "deployed")
+        ]
+        if not candidates:
+            raise HelmError(f"nothing to roll back to: revision {current.revision} is the first")
+        chosen = candidates[-1]
+    elif to.isdigit():
+        chosen = next((r for r in hist.records if r.revision == int(to)), None)  # type: ignore[assignment]
+        if chosen is None:
+            raise HelmError(f"no helm revision {to}: revisions are {[r.revision for r in hist.records]}")
+    else:
+        found = [r for r in hist.records if (p := record.Promotion.parse(r.description)) and p.revision.startswith(to)]
+        if not found:
+            raise HelmError(f"no promotion of Git revision {to} in this release's history")
+        chosen = found[-1]
+    return chosen.revision, record.Promotion.parse(chosen.description)
+
+
+def _rollback_release(
+    ws: Workspace, cluster: Cluster, t: Target, aopts: ApplyOptions, to: str | None, emit: sync.Emit
+) -> ReleaseResult:
+    ns, release = t.env.namespace, t.env.release
+    number, promo = _pick(history(cluster, ns, release), to)
+    if promo and not promo.revision.endswith("-dirty"):
+        try:
+            with Workspace(replace(ws.opts, revision=promo.revision)) as old:
+                old_t = next((o for o in old.targets((t.env.name,)) if o.app.name == t.app.name), None)
+                if old_t is not None and old_t.values_digest == promo.values:
+                    again = replace(
+                        promo,
+                        by=record.who(),
+                        at=record.now().isoformat(),
+                        action=record.RecordAction.ROLLBACK,
+                        rolled_back_to=number,
+                    )
+                    res = sync_release(cluster, old_t, again, aopts, emit)
+                    return replace(
+                        res, outcome="rolled-back", message=f"re-synced {promo.revision[:7]} (was revision {number})"
+                    )
+        except PromoteError as e:
+            if "cannot resolve Git revision" not in str(e):
+                raise
+    # Not reproducible from Git (dirty tree, command-line values, or a revision promote did not make).
+    asyncio.run(
+        sync.helm_rollback(
+            cluster=cluster, context=t.context, release=release, namespace=ns, revision=number, timeout=aopts.timeout
+        )
+    )
+    after = history(cluster, ns, release)
+    return ReleaseResult(
+        t.app.name,
+        release,
+        ns,
+        "rolled-back",
+        after.latest.revision if after.latest else None,
+        release_health(cluster, ns, after).status.value,
+        f"helm rollback to revision {number}",
+    )

@@ -1,0 +1,240 @@
+"""Planning: render every release of the chain and compare it with the live cluster, read-only.
+
+Releases are rendered and compared in parallel, bounded by the number of cores for helm and by the
+cluster client's rate limit for API calls. Nothing is written: object checks are server-side dry runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from promote import diff, render
+from promote.cluster import ApiError, Cluster, connect
+from promote.engine.workspace import Options, Target, Workspace
+from promote.errors import PromoteError
+from promote.plan import Action, EnvironmentPlan, HookPhase, Plan, ReleasePlan, ResourceChange
+from promote.release import ReleaseHistory, history
+from promote.values import Violation
+
+
+def _parallelism() -> int:
+    return max(2, os.cpu_count() or 2)
+
+
+def plan(opts: Options, target: str) -> Plan:
+    """What `apply target` would change, for each environment of the chain up to it, in order."""
+    with Workspace(opts) as ws:
+        chain = ws.defs.chain_to(target)
+        targets = ws.targets(chain)
+        violations = ws.validate(targets)
+        clusters = _connect_all(opts, targets)
+        releases = asyncio.run(_plan_all(targets, clusters, violations))
+        envs: list[EnvironmentPlan] = []
+        for env_name in chain:
+            rel = tuple(r for t, r in zip(targets, releases, strict=True) if t.env.name == env_name)
+            first = next((t for t in targets if t.env.name == env_name), None)
+            envs.append(
+                EnvironmentPlan(
+                    name=env_name,
+                    namespace=first.env.namespace if first else "",
+                    context=rel[0].context if rel else (first.context if first else None),
+                    releases=rel,
+                )
+            )
+        return Plan(target=target, revision=ws.source.revision(), environments=tuple(envs))
+
+
+def _connect_all(opts: Options, targets: list[Target]) -> dict[str | None, Cluster]:
+    """Connect to every context once, up front, so an unknown context or dead cluster is one clear error."""
+    clusters: dict[str | None, Cluster] = {}
+    for t in targets:
+        if t.context not in clusters:
+            c = connect(t.context, opts.kubeconfig)
+            c.server_version()
+            clusters[t.context] = c
+    return clusters
+
+
+async def _plan_all(
+    targets: list[Target], clusters: dict[str | None, Cluster], violations: list[Violation]
+) -> list[ReleasePlan]:
+    helm_slots = asyncio.Semaphore(_parallelism())
+    pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="promote-api")
+    loop = asyncio.get_running_loop()
+
+    async def one(t: Target) -> ReleasePlan:
+        cluster = clusters[t.context]
+        errors = [str(v) for v in violations if v.app == t.app.name and v.environment == t.env.name]
+        base = ReleasePlan(
+            app=t.app.name,
+            release=t.env.release,
+            namespace=t.env.namespace,
+            context=cluster.context,
+            chart=t.chart.name,
+            chart_version=t.chart.version,
+            artifact_digest=t.artifact_digest,
+            values_digest=t.values_digest,
+        )
+        if errors:
+            return _replace(base, errors=tuple(errors))
+        try:
+            hist = await loop.run_in_executor(pool, history, cluster, t.env.namespace, t.env.release)
+            async with helm_slots:
+                helm = render.client(kubeconfig=None, context=None, kube_version=cluster.server_version())
+                rendered = await render.render(
+                    helm,
+                    t.chart,
+                    release=t.env.release,
+                    namespace=t.env.namespace,
+                    values=t.values,
+                    is_upgrade=hist.deployed is not None,
+                )
+            return await loop.run_in_executor(pool, compare, cluster, t, rendered, hist, base)
+        except PromoteError as e:
+            return _replace(base, errors=(str(e),))
+
+    try:
+        return list(await asyncio.gather(*(one(t) for t in targets)))
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _replace(r: ReleasePlan, **kw: Any) -> ReleasePlan:
+
+    return replace(r, **kw)
+
+
+def manifest_digest(objs: list[dict[str, Any]]) -> str:
+    """Digest of rendered manifests, Secrets included, for saved-plan verification without storing them."""
+    import json
+
+    h = hashlib.sha256()
+    for o in sorted(objs, key=lambda o: diff.identity(o)):
+        h.update(json.dumps(o, sort_keys=True, separators=(",", ":")).encode())
+    return h.hexdigest()
+
+
+def compare(
+    cluster: Cluster, t: Target, rendered: list[dict[str, Any]], hist: ReleaseHistory, base: ReleasePlan
+) -> ReleasePlan:
+    """Compare rendered objects with the live cluster through server-side dry runs."""
+    ns = t.env.namespace
+    resources: list[dict[str, Any]] = []
+    hooks: list[dict[str, Any]] = []
+    for obj in rendered:
+        (hooks if render.hook_annotation(obj) else resources).append(obj)
+    deployed = hist.deployed
+    ns_exists = cluster.namespace_exists(ns)
+    changes: list[ResourceChange] = []
+    errors: list[str] = []
+    if not ns_exists:
+        changes.append(ResourceChange(Action.CREATE, "v1", "Namespace", None, ns))
+
+    # Namespace every namespaced object the way helm will, and index the old manifest by identity.
+    for obj in resources:
+        res = cluster.resource(obj["apiVersion"], obj["kind"])
+        md = obj.setdefault("metadata", {})
+        if res.namespaced:
+            md.setdefault("namespace", ns)
+        else:
+            md.pop("namespace", None)
+    old: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for obj in deployed.manifest if deployed else ():
+        res = cluster.resource(obj["apiVersion"], obj["kind"])
+        md = obj.setdefault("metadata", {})
+        if res.namespaced:
+            md.setdefault("namespace", ns)
+        old[diff.identity(obj)] = obj
+
+    live: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    if ns_exists:
+        kinds = {(o["apiVersion"], o["kind"], o["metadata"].get("namespace")) for o in resources + list(old.values())}
+        for api_version, kind, kns in sorted(kinds, key=lambda k: (k[0], k[1], k[2] or "")):
+            for item in cluster.list(api_version, kind, kns or None):
+                item["apiVersion"], item["kind"] = api_version, kind
+                live[diff.identity(item)] = item
+
+    rendered_ids = set()
+    for obj in resources:
+        ident = diff.identity(obj)
+        rendered_ids.add(ident)
+        api_version, kind, ons, name = ident
+        current = live.get(ident)
+        try:
+            if current is None:
+                if ns_exists:
+                    cluster.create(obj, ons or None, dry_run=True)
+                changes.append(ResourceChange(Action.CREATE, api_version, kind, ons or None, name))
+                continue
+            owner = (current.get("metadata", {}).get("annotations") or {}).get("meta.helm.sh/release-name")
+            if ident not in old and owner != t.env.release:
+                errors.append(
+                    f"{kind} {ons}/{name} exists and is not part of release {t.env.release}: "
+                    "helm would refuse to adopt it; delete it or label it for this release"
+                )
+                continue
+            patch = diff.three_way_patch(old.get(ident), obj)
+            predicted = cluster.patch(api_version, kind, ons or None, name, patch, dry_run=True)
+            fields = diff.field_changes(
+                kind, diff.normalize(current, t.env.ignore), diff.normalize(predicted, t.env.ignore)
+            )
+            changes.append(
+                ResourceChange(
+                    Action.UPDATE if fields else Action.UNCHANGED,
+                    api_version,
+                    kind,
+                    ons or None,
+                    name,
+                    fields=tuple(fields),
+                    resource_version=current.get("metadata", {}).get("resourceVersion"),
+                )
+            )
+        except ApiError as e:
+            errors.append(str(e))
+
+    for ident, obj in old.items():
+        if ident in rendered_ids:
+            continue
+        policy = (obj.get("metadata", {}).get("annotations") or {}).get("helm.sh/resource-policy")
+        current = live.get(ident)
+        if current is None or policy == "keep":
+            continue
+        api_version, kind, ons, name = ident
+        changes.append(
+            ResourceChange(
+                Action.DELETE,
+                api_version,
+                kind,
+                ons or None,
+                name,
+                resource_version=current.get("metadata", {}).get("resourceVersion"),
+            )
+        )
+
+    will_sync = (
+        deployed is None
+        or (hist.latest is not None and hist.latest.status != "deployed")
+        or any(c.action != Action.UNCHANGED for c in changes)
+    )
+    for obj in hooks:
+        phase = HookPhase.from_helm(render.hook_annotation(obj) or "", upgrade=deployed is not None)
+        if phase is None:
+            continue
+        api_version, kind, _, name = diff.identity(obj)
+        changes.append(
+            ResourceChange(Action.CREATE if will_sync else Action.UNCHANGED, api_version, kind, ns, name, hook=phase)
+        )
+    return _replace(
+        base,
+        context=cluster.context,
+        current_revision=hist.latest.revision if hist.latest else None,
+        current_status=hist.latest.status if hist.latest else None,
+        manifest_digest=manifest_digest(rendered),
+        errors=tuple(errors),
+        changes=tuple(changes),
+    )

@@ -1,0 +1,179 @@
+"""The workspace of one command run: source, definitions, and every (app, environment) resolved.
+
+Values are layered here in helm's precedence and validated against every schema; the release artifact
+(chart identity plus app-wide values) is defined here too, because plan, gate and record all need it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promote import model, render, yamlio
+from promote import values as vals
+from promote.errors import ConfigError
+from promote.source import Source
+
+
+@dataclass(frozen=True)
+class Options:
+    """What every command shares: where definitions live, which revision, and command-line values."""
+
+    root: Path = field(default_factory=Path.cwd)
+    env_dir: str = model.ENV_DIR
+    revision: str | None = None
+    apps: tuple[str, ...] = ()
+    values_files: tuple[str, ...] = ()
+    set_values: tuple[str, ...] = ()
+    set_string: tuple[str, ...] = ()
+    context: str | None = None
+    kubeconfig: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One app in one environment, resolved: chart on disk and values, ready to render."""
+
+    app: model.App
+    env: model.Environment
+    chart: render.ChartInfo
+    values: dict[str, Any]  # what helm gets (user layers; nulls kept so they delete chart defaults)
+    effective: dict[str, Any]  # chart defaults merged in, as the templates see them
+    app_values: dict[str, Any]  # the app-wide layers that make up the release artifact
+    context: str | None
+
+    @property
+    def artifact_digest(self) -> str:
+        """The release artifact: chart identity and content plus app-wide values, not env overrides."""
+        h = hashlib.sha256()
+        for part in (self.chart.name, self.chart.version, self.chart.digest, vals.digest(self.app_values)):
+            h.update(part.encode() + b"\0")
+        return h.hexdigest()
+
+    @property
+    def values_digest(self) -> str:
+        """Digest of everything helm gets as values in this environment."""
+        return vals.digest(self.values)
+
+
+class Workspace:
+    """The source and definitions for one command run."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.source = Source(opts.root, opts.revision)
+        self.defs = model.load(self.source, opts.env_dir)
+        self._cli_values: dict[str, Any] | None = None
+
+    def close(self) -> None:
+        """Remove temporary chart copies."""
+        self.source.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def cli_values(self) -> dict[str, Any]:
+        """-f files, then --set, then --set-string: the highest layer."""
+        if self._cli_values is None:
+            layers: list[dict[str, Any]] = []
+            for f in self.opts.values_files:
+                try:
+                    text = Path(f).read_text()
+                except OSError as e:
+                    raise ConfigError(f"cannot read values file {f}: {e.strerror}") from e
+                doc = yamlio.load(text, name=f) or {}
+                if not isinstance(doc, dict):
+                    raise ConfigError(f"{f}: a values file must be a mapping")
+                layers.append(doc)
+            layers.append(vals.parse_set(self.opts.set_values))
+            layers.append(vals.parse_set(self.opts.set_string, as_string=True))
+            self._cli_values = vals.merge(*layers, keep_nulls=True)
+        return self._cli_values
+
+    def _values_file(self, rel: str) -> dict[str, Any]:
+        doc = yamlio.load(self.source.read_text(rel), name=rel) or {}
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{rel}: a values file must be a mapping")
+        return doc
+
+    def _schema(self, rel: str) -> dict[str, Any]:
+        import json
+
+        try:
+            data: dict[str, Any] = json.loads(self.source.read_text(rel))
+        except ValueError as e:
+            raise ConfigError(f"{rel}: not valid JSON: {e}") from e
+        return data
+
+    def targets(self, env_names: tuple[str, ...]) -> list[Target]:
+        """Every (app, environment) of the given environments, in chain order."""
+        charts: dict[str, render.ChartInfo] = {}
+        out: list[Target] = []
+        for env_name in env_names:
+            for app in self.defs.select(self.opts.apps):
+                env = app.environment(env_name)
+                if env is None:
+                    continue
+                if app.chart.local is None:
+                    raise ConfigError(f"{app.file}: remote chart {app.chart.ref!r} is not supported yet; vendor it")
+                if app.chart.local not in charts:
+                    charts[app.chart.local] = render.chart_info(self.source.local_path(app.chart.local))
+                chart = charts[app.chart.local]
+                app_layers = [self._values_file(f) for f in app.values_files] + [app.values]
+                env_layers = [self._values_file(f) for f in env.values_files] + [env.values]
+                user = vals.merge(*app_layers, *env_layers, self.cli_values(), keep_nulls=True)
+                effective = vals.merge(render.chart_default_values(chart), user)
+                out.append(
+                    Target(
+                        app=app,
+                        env=env,
+                        chart=chart,
+                        values=user,
+                        effective=effective,
+                        # Command-line values reach every environment, so they are part of the artifact.
+                        app_values=vals.merge(*app_layers, self.cli_values(), keep_nulls=True),
+                        context=env.context or self.opts.context,
+                    )
+                )
+        return out
+
+    def validate(self, targets: list[Target]) -> list[vals.Violation]:
+        """Check every target's effective values against chart schema, app schema and env policy."""
+        out: list[vals.Violation] = []
+        for t in targets:
+            schemas: list[tuple[str, dict[str, Any]]] = []
+            chart_schema = render.chart_schema(t.chart)
+            if chart_schema is not None:
+                schemas.append((f"{t.app.chart.local}/values.schema.json", chart_schema))
+            if t.app.schema:
+                schemas.append((t.app.schema, self._schema(t.app.schema)))
+            if t.env.policy:
+                schemas.append((t.env.policy, self._schema(t.env.policy)))
+            hide: set[tuple[Any, ...]] = set()
+            for _, s in schemas:
+                hide |= vals.sensitive_paths(s, t.effective)
+            for name, s in schemas:
+                out.extend(
+                    vals.validate(
+                        t.effective,
+                        s,
+                        file=t.app.file,
+                        app=t.app.name,
+                        environment=t.env.name,
+                        schema_name=name,
+                        hide=hide,
+                    )
+                )
+        return out
+
+
+def validate(opts: Options, env: str | None = None) -> list[vals.Violation]:
+    """Validate definitions and every environment's merged values (all of them, or the chain up to env)."""
+    with Workspace(opts) as ws:
+        chain = ws.defs.chain_to(env) if env else ws.defs.chain
+        return ws.validate(ws.targets(chain))
