@@ -253,6 +253,9 @@ def _duration(text: str) -> float:
 @click.option("--allow-dirty", is_flag=True, help="Allow uncommitted changes when promoting to a gated environment.")
 @click.option("--timeout", default="5m", show_default=True, help="How long each release may take to become healthy.")
 @click.option("--lock-timeout", default="60s", show_default=True, help="How long to wait for another apply's lock.")
+@click.option(
+    "--lock-ttl", default="30s", show_default=True, help="Lease duration; a crashed apply's lock expires after it."
+)
 @click.pass_obj
 def apply(
     app: AppContext, /, env: str, fmt: str, only: bool, allow_dirty: bool, timeout: str, lock_timeout: str, **kw: Any
@@ -264,7 +267,11 @@ def apply(
         from promote import engine
 
         aopts = engine.ApplyOptions(
-            timeout=_duration(timeout), lock_timeout=_duration(lock_timeout), only=only, allow_dirty=allow_dirty
+            timeout=_duration(timeout),
+            lock_timeout=_duration(lock_timeout),
+            lock_ttl=_duration(lock_ttl),
+            only=only,
+            allow_dirty=allow_dirty,
         )
         # Progress goes to stderr, so stdout carries only the result (a table, or one JSON document).
         result = engine.apply(_options(app, **kw), aopts, env, lambda ev: app.echo(ev.line(), err=True))
