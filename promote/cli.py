@@ -258,7 +258,16 @@ def _duration(text: str) -> float:
 )
 @click.pass_obj
 def apply(
-    app: AppContext, /, env: str, fmt: str, only: bool, allow_dirty: bool, timeout: str, lock_timeout: str, **kw: Any
+    app: AppContext,
+    /,
+    env: str,
+    fmt: str,
+    only: bool,
+    allow_dirty: bool,
+    timeout: str,
+    lock_timeout: str,
+    lock_ttl: str,
+    **kw: Any,
 ) -> NoReturn:
     """Sync each environment of the chain up to ENV, in order, each only when healthy upstream and gate allow."""
     app.fmt = fmt
