@@ -304,19 +304,19 @@ def validate(
     secret = sensitive_paths(schema, values) | (hide or set())
     out: list[Violation] = []
     for error in sorted(cls(schema).iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
-        leaves = error.context if error.validator in ("anyOf", "oneOf") and not error.context else [error]
-        for leaf in leaves:
-            path = tuple(leaf.absolute_path)
-            shown = MASK if any(path[: len(p)] == p for p in secret) else mask(leaf.instance, secret, path)
-            out.append(
-                Violation(
-                    file=file,
-                    app=app,
-                    environment=environment,
-                    schema=schema_name,
-                    path=json_path(path),
-                    expected=_expected(leaf),
-                    value=shown,
-                )
+        # Each error is reported as itself. A oneOf matching several branches has no sub-errors (context)
+        # and used to be dropped here; listing every branch's failure of an anyOf would mislead instead.
+        path = tuple(error.absolute_path)
+        shown = MASK if any(path[: len(p)] == p for p in secret) else mask(error.instance, secret, path)
+        out.append(
+            Violation(
+                file=file,
+                app=app,
+                environment=environment,
+                schema=schema_name,
+                path=json_path(path),
+                expected=_expected(error),
+                value=shown,
             )
+        )
     return out
