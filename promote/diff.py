@@ -162,12 +162,13 @@ def _diff(kind: str, path: tuple[Any, ...], shown: str, a: Any, b: Any, out: lis
     if isinstance(a, list) and isinstance(b, list):
         field = path[-1] if path else ""
         mk = merge_key(str(field), a + b) or ("name" if _all_named(a + b) else None)
-        if mk:
+        # Key items only when every one is a map: a custom resource may use a name such as `env` for strings.
+        if mk and all(isinstance(i, dict) for i in a + b):
             av = {i.get(mk): i for i in a}
             bv = {i.get(mk): i for i in b}
             if len(av) == len(a) and len(bv) == len(b):
                 for k in list(dict.fromkeys([*av, *bv])):
-                    _diff(kind, (*path, k), f"{shown}[{mk}={k}]", av.get(k), bv.get(k), out)
+                    _diff(kind, (*path, (mk, k)), f"{shown}[{mk}={k}]", av.get(k), bv.get(k), out)
                 return
         if len(a) == len(b):
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
@@ -175,9 +176,10 @@ def _diff(kind: str, path: tuple[Any, ...], shown: str, a: Any, b: Any, out: lis
             return
     label = shown.lstrip(".")
     if _is_sensitive(kind, path):
-        out.append(FieldChange(label, SENSITIVE if a is not None else None, SENSITIVE if b is not None else None, True))
+        masked_a, masked_b = (SENSITIVE if a is not None else None), (SENSITIVE if b is not None else None)
+        out.append(FieldChange(label, masked_a, masked_b, True, path))
     else:
-        out.append(FieldChange(label, a, b))
+        out.append(FieldChange(label, a, b, segments=path))
 
 
 def _all_named(items: list[Any]) -> bool:
@@ -195,3 +197,61 @@ def redact(obj: dict[str, Any]) -> dict[str, Any]:
     ann = (out.get("metadata") or {}).get("annotations") or {}
     ann.pop("kubectl.kubernetes.io/last-applied-configuration", None)
     return out
+
+
+# --- ownership --------------------------------------------------------------------------------------
+
+OUR_MANAGERS = ("helm", "promote")
+# Field managers that are people at a terminal, not controllers: their edits are drift.
+HUMAN_MANAGER_PREFIXES = ("kubectl",)
+
+
+def _fields_node(node: Any, segment: Any) -> Any:
+    if not isinstance(node, dict):
+        return None
+    if isinstance(segment, tuple):  # a keyed list item: managedFields says k:{"name":"app"}
+        key, value = segment
+        for k, v in node.items():
+            if k.startswith("k:"):
+                try:
+                    ident = json.loads(k[2:])
+                except ValueError:
+                    continue
+                if ident.get(key) == value:
+                    return v
+        return None
+    if isinstance(segment, int):
+        return node.get(f"i:{segment}")
+    return node.get(f"f:{segment}")
+
+
+def managers_of(live: dict[str, Any], segments: tuple[Any, ...]) -> list[str]:
+    """Managers owning the deepest node recorded on `segments` in the live object's managedFields."""
+    best: list[str] = []
+    best_depth = 0
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        node: Any = entry.get("fieldsV1") or {}
+        depth = 0
+        for seg in segments:
+            nxt = _fields_node(node, seg)
+            if nxt is None:
+                break
+            node, depth = nxt, depth + 1
+        # Ownership of a leaf, or of a whole subtree recorded as an empty node.
+        if depth and (depth == len(segments) or node == {} or node == {".": {}}):
+            if depth > best_depth:
+                best, best_depth = [str(entry.get("manager", ""))], depth
+            elif depth == best_depth:
+                best.append(str(entry.get("manager", "")))
+    return best
+
+
+def owned_by_other_controller(live: dict[str, Any], segments: tuple[Any, ...]) -> str | None:
+    """The controller owning a field, when neither we, helm, nor a person with kubectl last set it."""
+    owners = managers_of(live, segments)
+    if not owners:
+        return None
+    for m in owners:
+        if m.startswith(OUR_MANAGERS) or m.startswith(HUMAN_MANAGER_PREFIXES):
+            return None
+    return owners[0]
