@@ -356,5 +356,62 @@ def status(app: AppContext, /, env: str | None, fmt: str, detailed_exitcode: boo
     app.run(body)
 
 
+@main.command("diff")
+@click.argument("env", shell_complete=_complete_envs)
+@values_options
+@output_option
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are differences.")
+@click.pass_obj
+def diff_cmd(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, **kw: Any) -> NoReturn:
+    """Unified diff of Git versus live for the drifted resources of ENV (Secret values masked)."""
+    app.fmt = fmt
+
+    def body() -> int:
+        from promote import engine
+
+        result = engine.diffs(_options(app, **kw), env)
+        app.echo(app.view().diffs(result))
+        return int(ExitCode.CHANGES if detailed_exitcode and result else ExitCode.OK)
+
+    app.run(body)
+
+
+@main.command()
+@click.argument("env", shell_complete=_complete_envs)
+@click.option("--app", "apps", multiple=True, metavar="NAME", help="Only these apps (repeatable).")
+@click.option("--interval", default="30s", show_default=True, help="Time between checks.")
+@click.option("--self-heal", is_flag=True, help="Revert drift by applying ENV (its gate still applies).")
+@click.option("--max-iterations", type=click.IntRange(min=1), help="Stop after this many checks.")
+@click.option("--duration", help="Stop after this long, e.g. 10m.")
+@click.pass_obj
+def watch(
+    app: AppContext,
+    /,
+    env: str,
+    apps: tuple[str, ...],
+    interval: str,
+    self_heal: bool,
+    max_iterations: int | None,
+    duration: str | None,
+) -> NoReturn:
+    """Check ENV in a loop, logging drift and runtime notes; with --self-heal, revert drift."""
+
+    def body() -> int:
+        from promote import engine
+
+        engine.watch(
+            _options(app, apps=apps),
+            env,
+            interval=_duration(interval),
+            self_heal=self_heal,
+            max_iterations=max_iterations,
+            duration=_duration(duration) if duration else None,
+            log=app.echo,
+        )
+        return 0
+
+    app.run(body)
+
+
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -105,6 +106,20 @@ def _job(obj: dict[str, Any]) -> Health:
     )
 
 
+RESTART_WINDOW = 300.0  # seconds: a container that crashed this recently makes its pod Degraded
+
+
+def _recent_crash(cs: dict[str, Any], now: datetime) -> bool:
+    term = (cs.get("lastState") or {}).get("terminated") or {}
+    if not cs.get("restartCount") or not term or term.get("exitCode", 0) == 0:
+        return False
+    try:
+        finished = datetime.fromisoformat(str(term.get("finishedAt", "")).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return (now - finished).total_seconds() <= RESTART_WINDOW
+
+
 def _pod(obj: dict[str, Any]) -> Health:
     st = obj.get("status", {})
     phase = st.get("phase", "Pending")
@@ -122,6 +137,14 @@ def _pod(obj: dict[str, Any]) -> Health:
         ):
             return Health(
                 HealthStatus.DEGRADED, f"container {cs.get('name')}: {reason} {waiting.get('message', '')}".strip()
+            )
+    now = datetime.now(UTC)
+    for cs in statuses:
+        if _recent_crash(cs, now):
+            code = cs["lastState"]["terminated"].get("exitCode")
+            return Health(
+                HealthStatus.DEGRADED,
+                f"container {cs.get('name')} keeps crashing: {cs['restartCount']} restarts, last exit code {code}",
             )
     if phase == "Succeeded":
         return Health(HealthStatus.HEALTHY, "completed")

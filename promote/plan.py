@@ -48,6 +48,8 @@ class FieldChange:
     before: Any
     after: Any
     sensitive: bool = False
+    # The raw path (keys, and (merge key, value) pairs for keyed list items), for matching managedFields.
+    segments: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, with `from`/`to` as users read them."""

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 PREFIX = "promote "
+# On the current helm storage Secret: when the sync finished healthy. helm ignores its Secrets' annotations.
+SYNCED_AT_ANNOTATION = "promote.dev/synced-at"
 
 
 class RecordAction(StrEnum):

@@ -32,6 +32,8 @@ class ReleaseRecord:
     hooks: tuple[dict[str, Any], ...]
     deployed_at: str
     labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    secret_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ def decode(secret: dict[str, Any]) -> ReleaseRecord:
         hooks=hooks,
         deployed_at=str(info.get("last_deployed", "")),
         labels=dict(secret.get("metadata", {}).get("labels", {}) or {}),
+        annotations=dict(secret.get("metadata", {}).get("annotations", {}) or {}),
+        secret_name=str(secret.get("metadata", {}).get("name", "")),
     )
 
 
@@ -84,3 +88,8 @@ def history(cluster: Cluster, namespace: str, release: str) -> ReleaseHistory:
     secrets = cluster.list("v1", "Secret", namespace, label_selector=f"owner=helm,name={release}")
     records = sorted((decode(s) for s in secrets), key=lambda r: r.revision)
     return ReleaseHistory(tuple(records))
+
+
+def stamp(cluster: Cluster, namespace: str, rec: ReleaseRecord, key: str, value: str) -> None:
+    """Annotate a revision's storage Secret (helm ignores annotations there)."""
+    cluster.patch("v1", "Secret", namespace, rec.secret_name, {"metadata": {"annotations": {key: value}}})

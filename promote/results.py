@@ -125,6 +125,8 @@ class ReleaseStatus:
     promoted_revision: str | None
     helm_revision: int | None
     drift: tuple[ResourceChange, ...] = field(default=())
+    runtime: tuple[str, ...] = field(default=())
+    errors: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -140,4 +142,20 @@ class ReleaseStatus:
             "promotedRevision": self.promoted_revision,
             "helmRevision": self.helm_revision,
             "drift": [c.to_dict() for c in self.drift],
+            "runtime": list(self.runtime),
+            "errors": list(self.errors),
         }
+
+
+@dataclass(frozen=True)
+class ResourceDiff:
+    """Git versus live for one drifted resource, as YAML texts with Secret values masked."""
+
+    env: str
+    app: str
+    kind: str
+    namespace: str | None
+    name: str
+    action: str
+    git: str
+    live: str

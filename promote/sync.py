@@ -178,14 +178,28 @@ class Watcher:
                     self._waiting_since.pop(key, None)
 
 
+def workload_pods(cluster: Cluster, namespace: str, workload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pods a workload selects (by its matchLabels), read live."""
+    labels = (workload.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    if not labels:
+        return []
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return cluster.list("v1", "Pod", namespace, label_selector=selector)
+
+
 def release_health(cluster: Cluster, namespace: str, objs: list[dict[str, Any]]) -> health.Health:
-    """Worst health over a release's (non-hook) objects, read live."""
+    """Worst health over a release's (non-hook) objects and the pods of its workloads, read live."""
     results = []
     for o in objs:
         md = o.get("metadata", {})
         live = cluster.get(o["apiVersion"], o["kind"], md.get("namespace") or namespace, md["name"])
         h = health.check(live)
         results.append(health.Health(h.status, f"{o['kind']} {md['name']}: {h.message}"))
+        if live is not None and o["kind"] in ("Deployment", "StatefulSet", "DaemonSet"):
+            for pod in workload_pods(cluster, namespace, live):
+                ph = health.check(pod)
+                if ph.status == health.HealthStatus.DEGRADED:
+                    results.append(health.Health(ph.status, f"Pod {pod['metadata']['name']}: {ph.message}"))
     h = health.worst(results)
     if h.status == health.HealthStatus.HEALTHY:
         return health.Health(h.status, f"{len(results)} resources healthy")

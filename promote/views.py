@@ -15,7 +15,7 @@ import yaml
 from tabulate import tabulate
 
 from promote.plan import Action, FieldChange, Plan, ReleasePlan
-from promote.results import ApplyResult, HistoryEntry, ReleaseStatus
+from promote.results import ApplyResult, HistoryEntry, ReleaseStatus, ResourceDiff
 from promote.values import Violation
 
 
@@ -209,13 +209,53 @@ class View:
                 tablefmt="plain",
             ),
         ]
+        drifted = [s for s in statuses if s.drift]
+        if drifted:
+            out.append("")
+            out.append("Drift (Git differs from live):")
         for s in statuses:
             for c in s.drift:
                 fields = [f"{f.path}: {_drift_text(f)}" for f in c.fields]
+                what = {"create": "missing", "delete": "no longer in Git", "update": "drifted"}[c.action.value]
                 out.append(
-                    f"  {s.env}/{s.app}: {c.action.value} {c.kind} {c.namespace or ''}/{c.name}"
+                    f"  {s.env}/{s.app}: {c.kind} {c.namespace or ''}/{c.name} {what}"
                     + ("".join(f"\n      {x}" for x in fields))
                 )
+        noted = [s for s in statuses if s.runtime]
+        if noted:
+            out.append("")
+            out.append("Runtime (observed only, not drift: Kubernetes heals these):")
+            for s in noted:
+                out.extend(f"  {s.env}/{s.app}: {note}" for note in s.runtime)
+        for s in statuses:
+            out.extend(click.style("Error: ", fg="red") + f"{s.env}/{s.app}: {e}" for e in s.errors)
+        return "\n".join(out)
+
+    def diffs(self, diffs: list[ResourceDiff]) -> str:
+        """A unified diff, live → Git, per drifted resource; coloured unless --no-color/NO_COLOR."""
+        import difflib
+
+        if self.fmt != OutputFormat.TABLE:
+            return self.dump({"schemaVersion": 1, "diffs": [d.__dict__ for d in diffs]})
+        if not diffs:
+            return "No differences: live matches Git."
+        out: list[str] = []
+        for d in diffs:
+            where = f"{d.kind}/{d.namespace + '/' if d.namespace else ''}{d.name}"
+            lines = difflib.unified_diff(
+                d.live.splitlines(), d.git.splitlines(), f"live/{where}", f"git/{where}", lineterm="", n=3
+            )
+            for line in lines:
+                if line.startswith(("+++", "---")):
+                    out.append(click.style(line, bold=True))
+                elif line.startswith("+"):
+                    out.append(click.style(line, fg="green"))
+                elif line.startswith("-"):
+                    out.append(click.style(line, fg="red"))
+                elif line.startswith("@@"):
+                    out.append(click.style(line, fg="cyan"))
+                else:
+                    out.append(line)
         return "\n".join(out)
 
     # --- validation --------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ The CLI calls one function of it per command and hands the result to a view.
 
 from promote.engine.applying import ApplyOptions, apply, gate_checks, rollback
 from promote.engine.planning import compare, plan
-from promote.engine.reporting import release_history, status
+from promote.engine.reporting import diffs, release_history, status, watch
 from promote.engine.workspace import Options, Target, Workspace, validate
 
 __all__ = [
@@ -15,10 +15,12 @@ __all__ = [
     "Workspace",
     "apply",
     "compare",
+    "diffs",
     "gate_checks",
     "plan",
     "release_history",
     "rollback",
     "status",
     "validate",
+    "watch",
 ]

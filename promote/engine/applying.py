@@ -21,7 +21,7 @@ from promote.errors import GateBlocked, HelmError, PolicyViolation, PromoteError
 from promote.gate import GateCheck
 from promote.lock import EnvLock
 from promote.plan import ReleasePlan
-from promote.release import ReleaseHistory, history
+from promote.release import ReleaseHistory, history, stamp
 from promote.results import ApplyResult, EnvResult, ReleaseResult
 
 
@@ -272,6 +272,9 @@ def sync_release(
                     )
                 )
             raise sync.health_error(release, ns, h, aopts.timeout)
+        current = history(cluster, ns, release).deployed
+        if current is not None and current.revision == rev:
+            stamp(cluster, ns, current, record.SYNCED_AT_ANNOTATION, record.now().isoformat())
         return ReleaseResult(
             t.app.name, release, ns, "synced", rev, h.status.value, h.message, changes.changes if changes else ()
         )

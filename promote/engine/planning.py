@@ -17,9 +17,12 @@ from promote import diff, render
 from promote.cluster import ApiError, Cluster, connect
 from promote.engine.workspace import Options, Target, Workspace
 from promote.errors import PromoteError
-from promote.plan import Action, EnvironmentPlan, HookPhase, Plan, ReleasePlan, ResourceChange
+from promote.plan import Action, EnvironmentPlan, FieldChange, HookPhase, Plan, ReleasePlan, ResourceChange
 from promote.release import ReleaseHistory, history
 from promote.values import Violation
+
+# A change with the live object and the object as Git wants it (the server's dry-run result), for diff.
+Detail = tuple[ResourceChange, dict[str, Any] | None, dict[str, Any] | None]
 
 
 def _parallelism() -> int:
@@ -61,13 +64,17 @@ def _connect_all(opts: Options, targets: list[Target]) -> dict[str | None, Clust
 
 
 async def _plan_all(
-    targets: list[Target], clusters: dict[str | None, Cluster], violations: list[Violation]
+    targets: list[Target],
+    clusters: dict[str | None, Cluster],
+    violations: list[Violation],
+    details: dict[int, list[Detail]] | None = None,
 ) -> list[ReleasePlan]:
+    """Plan every target in parallel; `details` (by target index) collects objects for `promote diff`."""
     helm_slots = asyncio.Semaphore(_parallelism())
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="promote-api")
     loop = asyncio.get_running_loop()
 
-    async def one(t: Target) -> ReleasePlan:
+    async def one(i: int, t: Target) -> ReleasePlan:
         cluster = clusters[t.context]
         errors = [str(v) for v in violations if v.app == t.app.name and v.environment == t.env.name]
         base = ReleasePlan(
@@ -94,12 +101,13 @@ async def _plan_all(
                     values=t.values,
                     is_upgrade=hist.deployed is not None,
                 )
-            return await loop.run_in_executor(pool, compare, cluster, t, rendered, hist, base)
+            sink = details.setdefault(i, []) if details is not None else None
+            return await loop.run_in_executor(pool, compare, cluster, t, rendered, hist, base, sink)
         except PromoteError as e:
             return _replace(base, errors=(str(e),))
 
     try:
-        return list(await asyncio.gather(*(one(t) for t in targets)))
+        return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(targets))))
     finally:
         pool.shutdown(wait=False)
 
@@ -119,8 +127,36 @@ def manifest_digest(objs: list[dict[str, Any]]) -> str:
     return h.hexdigest()
 
 
+SCALABLE = ("Deployment", "StatefulSet", "ReplicaSet")
+
+
+def _hpa_targets(cluster: Cluster, namespace: str) -> set[tuple[str, str]]:
+    """(kind, name) of every workload an HPA scales: its spec.replicas belongs to the HPA."""
+    try:
+        hpas = cluster.list("autoscaling/v1", "HorizontalPodAutoscaler", namespace)
+    except PromoteError:
+        return set()
+    return {
+        (str(h["spec"]["scaleTargetRef"].get("kind")), str(h["spec"]["scaleTargetRef"].get("name")))
+        for h in hpas
+        if h.get("spec", {}).get("scaleTargetRef")
+    }
+
+
+def _owned_elsewhere(f: FieldChange, live: dict[str, Any], kind: str, name: str, hpa: set[tuple[str, str]]) -> bool:
+    """Fields another controller owns are neither drift nor a change to report."""
+    if f.segments == ("spec", "replicas") and (kind, name) in hpa:
+        return True
+    return diff.owned_by_other_controller(live, f.segments) is not None
+
+
 def compare(
-    cluster: Cluster, t: Target, rendered: list[dict[str, Any]], hist: ReleaseHistory, base: ReleasePlan
+    cluster: Cluster,
+    t: Target,
+    rendered: list[dict[str, Any]],
+    hist: ReleaseHistory,
+    base: ReleasePlan,
+    details: list[Detail] | None = None,
 ) -> ReleasePlan:
     """Compare rendered objects with the live cluster through server-side dry runs."""
     ns = t.env.namespace
@@ -160,6 +196,7 @@ def compare(
                 live[diff.identity(item)] = item
 
     rendered_ids = set()
+    hpa: set[tuple[str, str]] | None = None
     for obj in resources:
         ident = diff.identity(obj)
         rendered_ids.add(ident)
@@ -167,9 +204,11 @@ def compare(
         current = live.get(ident)
         try:
             if current is None:
-                if ns_exists:
-                    cluster.create(obj, ons or None, dry_run=True)
-                changes.append(ResourceChange(Action.CREATE, api_version, kind, ons or None, name))
+                predicted = cluster.create(obj, ons or None, dry_run=True) if ns_exists else obj
+                change = ResourceChange(Action.CREATE, api_version, kind, ons or None, name)
+                changes.append(change)
+                if details is not None:
+                    details.append((change, None, predicted))
                 continue
             owner = (current.get("metadata", {}).get("annotations") or {}).get("meta.helm.sh/release-name")
             if ident not in old and owner != t.env.release:
@@ -180,20 +219,27 @@ def compare(
                 continue
             patch = diff.three_way_patch(old.get(ident), obj)
             predicted = cluster.patch(api_version, kind, ons or None, name, patch, dry_run=True)
-            fields = diff.field_changes(
-                kind, diff.normalize(current, t.env.ignore), diff.normalize(predicted, t.env.ignore)
-            )
-            changes.append(
-                ResourceChange(
-                    Action.UPDATE if fields else Action.UNCHANGED,
-                    api_version,
-                    kind,
-                    ons or None,
-                    name,
-                    fields=tuple(fields),
-                    resource_version=current.get("metadata", {}).get("resourceVersion"),
+            if hpa is None:
+                hpa = _hpa_targets(cluster, ns) if any(o["kind"] in SCALABLE for o in resources) else set()
+            fields = [
+                f
+                for f in diff.field_changes(
+                    kind, diff.normalize(current, t.env.ignore), diff.normalize(predicted, t.env.ignore)
                 )
+                if not _owned_elsewhere(f, current, kind, name, hpa)
+            ]
+            change = ResourceChange(
+                Action.UPDATE if fields else Action.UNCHANGED,
+                api_version,
+                kind,
+                ons or None,
+                name,
+                fields=tuple(fields),
+                resource_version=current.get("metadata", {}).get("resourceVersion"),
             )
+            changes.append(change)
+            if details is not None:
+                details.append((change, current, predicted))
         except ApiError as e:
             errors.append(str(e))
 
@@ -205,16 +251,17 @@ def compare(
         if current is None or policy == "keep":
             continue
         api_version, kind, ons, name = ident
-        changes.append(
-            ResourceChange(
-                Action.DELETE,
-                api_version,
-                kind,
-                ons or None,
-                name,
-                resource_version=current.get("metadata", {}).get("resourceVersion"),
-            )
+        change = ResourceChange(
+            Action.DELETE,
+            api_version,
+            kind,
+            ons or None,
+            name,
+            resource_version=current.get("metadata", {}).get("resourceVersion"),
         )
+        changes.append(change)
+        if details is not None:
+            details.append((change, current, None))
 
     will_sync = (
         deployed is None

@@ -1,16 +1,26 @@
-"""Reporting: history of promotions and the sync/health status of every release, read-only."""
+"""Reporting: promotion history, sync/health status with drift and runtime notes, and Git-vs-live diffs.
+
+Drift (a live field that departs from what Git declares) and runtime fluctuation (pods restarting,
+unready or recreated; Kubernetes heals those) are kept apart: only the first makes a release OutOfSync.
+Everything here is read-only.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
+from typing import Any
 
-from promote import record
+import yaml
+
+from promote import diff, record, sync
+from promote.cluster import Cluster
 from promote.engine.applying import release_health
-from promote.engine.planning import _connect_all, _plan_all
-from promote.engine.workspace import Options, Workspace
+from promote.engine.planning import Detail, _connect_all, _plan_all
+from promote.engine.workspace import Options, Target, Workspace
 from promote.plan import Action
-from promote.release import history
-from promote.results import HistoryEntry, ReleaseStatus
+from promote.release import ReleaseHistory, history
+from promote.results import HistoryEntry, ReleaseStatus, ResourceDiff
 from promote.sync import SyncStatus
 
 
@@ -42,11 +52,66 @@ def release_history(opts: Options, env: str) -> list[HistoryEntry]:
         return out
 
 
+def _parse_time(ts: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def runtime_notes(cluster: Cluster, namespace: str, hist: ReleaseHistory) -> list[str]:
+    """Restarts, unready or unavailable pods, and pods recreated since the last sync: observed, not drift."""
+    deployed = hist.deployed
+    if deployed is None:
+        return []
+    # When the last sync finished (stamped by apply); without it, a rollout's own pods would look recreated.
+    stamp = deployed.annotations.get(record.SYNCED_AT_ANNOTATION)
+    synced_at = _parse_time(stamp) if stamp else None
+    notes: list[str] = []
+    for o in deployed.manifest:
+        if o.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet"):
+            continue
+        live = cluster.get(o["apiVersion"], o["kind"], namespace, o["metadata"]["name"])
+        if live is None:
+            continue
+        name = f"{o['kind']} {o['metadata']['name']}"
+        st, want = live.get("status", {}), int(live.get("spec", {}).get("replicas", 1) or 0)
+        unavailable = int(st.get("unavailableReplicas", 0) or 0)
+        if o["kind"] != "DaemonSet" and unavailable:
+            notes.append(f"{name}: {unavailable} of {want} replicas unavailable")
+        pods = sync.workload_pods(cluster, namespace, live)
+        restarts = {
+            p["metadata"]["name"]: sum(
+                int(c.get("restartCount", 0)) for c in p.get("status", {}).get("containerStatuses") or []
+            )
+            for p in pods
+        }
+        for pod, count in sorted(restarts.items()):
+            if count:
+                notes.append(f"Pod {pod}: {count} restart(s)")
+        for p in pods:
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in p.get("status", {}).get("conditions") or []
+            )
+            if not ready and not p["metadata"].get("deletionTimestamp"):
+                notes.append(f"Pod {p['metadata']['name']}: not ready ({p.get('status', {}).get('phase', 'Pending')})")
+        if synced_at is not None:
+            recreated = [
+                p for p in pods if (_parse_time(p["metadata"].get("creationTimestamp", "")) or synced_at) > synced_at
+            ]
+            if recreated:
+                notes.append(
+                    f"{name}: {len(recreated)} pod(s) recreated since the last sync at {synced_at:%Y-%m-%d %H:%M:%S}"
+                )
+    return notes
+
+
 def status(opts: Options, env: str | None) -> tuple[str, list[ReleaseStatus]]:
-    """Sync against the Git revision that would be applied now, and health, per release."""
+    """Sync against the Git revision that would be applied now, health, drift and runtime notes."""
     with Workspace(opts) as ws:
-        chain = ws.defs.chain_to(env) if env else ws.defs.chain
-        targets = ws.targets(chain)
+        envs = (ws.defs.chain_to(env)[-1],) if env else ws.defs.chain
+        targets = ws.targets(envs)
         clusters = _connect_all(opts, targets)
         plans = asyncio.run(_plan_all(targets, clusters, ws.validate(targets)))
         revision = ws.source.revision()
@@ -75,7 +140,117 @@ def status(opts: Options, env: str | None) -> tuple[str, list[ReleaseStatus]]:
                     revision=revision,
                     promoted_revision=promo.revision if promo else None,
                     helm_revision=hist.deployed.revision if hist.deployed else None,
-                    drift=drift,
+                    drift=drift if hist.deployed else (),
+                    runtime=tuple(runtime_notes(cluster, t.env.namespace, hist)),
+                    errors=p.errors,
                 )
             )
         return revision, out
+
+
+def _yaml(obj: dict[str, Any] | None, target: Target, masked_changed: set[str]) -> str:
+    if obj is None:
+        return ""
+    clean = diff.normalize(obj, target.env.ignore)
+    if clean.get("kind") == "Secret":
+        for key in ("data", "stringData"):
+            if isinstance(clean.get(key), dict):
+                clean[key] = {k: diff.SENSITIVE + (" (changed)" if k in masked_changed else "") for k in clean[key]}
+    return yaml.safe_dump(clean, sort_keys=True)
+
+
+def diffs(opts: Options, env: str) -> list[ResourceDiff]:
+    """Git (as the server would persist it) versus live, for every drifted resource of `env`."""
+    with Workspace(opts) as ws:
+        targets = ws.targets((ws.defs.chain_to(env)[-1],))
+        clusters = _connect_all(opts, targets)
+        details: dict[int, list[Detail]] = {}
+        plans = asyncio.run(_plan_all(targets, clusters, ws.validate(targets), details))
+        out: list[ResourceDiff] = []
+        for i, (t, p) in enumerate(zip(targets, plans, strict=True)):
+            if p.errors:
+                from promote.errors import PromoteError
+
+                raise PromoteError(f"cannot diff {env}/{t.app.name}: {'; '.join(p.errors)}")
+            for change, live, wanted in details.get(i, []):
+                if change.action == Action.UNCHANGED:
+                    continue
+                changed = {f.path.split(".", 1)[1] for f in change.fields if f.sensitive and "." in f.path}
+                if change.action == Action.CREATE and live is None:
+                    changed = set((wanted or {}).get("data", {}) or {})
+                out.append(
+                    ResourceDiff(
+                        env=env,
+                        app=t.app.name,
+                        kind=change.kind,
+                        namespace=change.namespace,
+                        name=change.name,
+                        action=change.action.value,
+                        git=_yaml(wanted, t, changed),
+                        live=_yaml(live, t, changed),
+                    )
+                )
+        return out
+
+
+def watch(
+    opts: Options,
+    env: str,
+    *,
+    interval: float,
+    self_heal: bool,
+    max_iterations: int | None,
+    duration: float | None,
+    log: Any,
+    aopts: Any = None,
+    sleep: Any = None,
+) -> int:
+    """Check `env` in a loop: log drift and runtime notes, and with self-heal revert drift by applying.
+
+    Runtime fluctuation is only logged: Kubernetes' controllers heal it. Returns the iterations run.
+    """
+    import time
+
+    from promote.engine.applying import ApplyOptions, apply
+
+    sleep = sleep or time.sleep
+    start = time.monotonic()
+    i = 0
+    while True:
+        i += 1
+        now = record.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        _, statuses = status(opts, env)
+        drifted = False
+        for s in statuses:
+            for e in s.errors:
+                log(f"{now} {env} {s.app} error {e}")
+            for note in s.runtime:
+                log(f"{now} {env} {s.app} runtime {note} (observed only: Kubernetes heals it)")
+            for c in s.drift:
+                drifted = True
+                what = f"{c.kind} {c.namespace or ''}/{c.name}"
+                if c.action == Action.CREATE:
+                    log(f"{now} {env} {s.app} drift {what}: missing live")
+                elif c.action == Action.DELETE:
+                    log(f"{now} {env} {s.app} drift {what}: live but no longer in Git")
+                for f in c.fields:
+                    shown = "(sensitive value changed)" if f.sensitive else f"Git {f.after!r}, live {f.before!r}"
+                    log(f"{now} {env} {s.app} drift {what} {f.path}: {shown}")
+        if drifted and self_heal:
+            result = apply(opts, aopts or ApplyOptions(only=True), env, lambda ev: None)
+            stamp = record.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+            if result.error:
+                log(f"{stamp} {env} self-heal failed: {result.error}")
+            for env_result in result.environments:
+                for r in env_result.releases:
+                    for c in r.changes:
+                        if c.hook is None and c.action != Action.UNCHANGED:
+                            log(
+                                f"{stamp} {env} {r.app} reverted {c.kind} {c.namespace or ''}/{c.name} "
+                                f"({c.action.value}{': ' + ', '.join(f.path for f in c.fields) if c.fields else ''})"
+                            )
+        if max_iterations is not None and i >= max_iterations:
+            return i
+        if duration is not None and time.monotonic() - start + interval > duration:
+            return i
+        sleep(interval)
