@@ -86,7 +86,9 @@ class Source:
         return data.decode()
 
     def list_dir(self, rel: str) -> list[str]:
-        """Names of the entries of a directory, sorted."""
+        """Names of the entries of a directory, sorted; the directory counts as read for the dirty check."""
+        # A file deleted (or added) in a listed directory changes what was read, e.g. one app fewer.
+        self._read.add(rel)
         if self._commit is None:
             d = self.root / rel
             return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
