@@ -1,0 +1,158 @@
+"""The environment model: durations, definition files, shared settings and the chain across apps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from promote import model
+from promote.errors import ConfigError
+from promote.source import Source
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("10m", 600), ("1h30m", 5400), ("1.5h", 5400), ("250ms", 0.25), (" 2m ", 120), ("1h1m1s", 3661)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert model.parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "10", "m", "1d", "-1s", "1h 30m", "30s10", "1.h"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ConfigError):
+        model.parse_duration(text)
+
+
+def _repo(tmp_path: Path, files: dict[str, Any]) -> Source:
+    """A directory (not a Git repo) with a chart, schemas and the given environments/ files."""
+    chart = tmp_path / "charts" / "app"
+    chart.mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: app\nversion: 0.1.0\n")
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "policy.json").write_text("{}")
+    (tmp_path / "values").mkdir()
+    (tmp_path / "values" / "common.yaml").write_text("a: 1\n")
+    (tmp_path / "environments").mkdir()
+    for name, doc in files.items():
+        text = doc if isinstance(doc, str) else yaml.safe_dump(doc)
+        (tmp_path / "environments" / name).write_text(text)
+    return Source(tmp_path)
+
+
+def _app(name: str, *envs: str | dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "app": name,
+        "chart": "../charts/app",
+        "environments": [e if isinstance(e, dict) else {"name": e} for e in envs],
+        **extra,
+    }
+
+
+def test_environment_defaults(tmp_path: Path) -> None:
+    defs = model.load(_repo(tmp_path, {"web.yaml": _app("web", "dev")}))
+    (app,) = defs.apps
+    (env,) = app.environments
+    assert (app.name, app.file, app.chart.local) == ("web", "environments/web.yaml", "charts/app")
+    assert (env.namespace, env.release, env.context, env.policy, env.soak_seconds) == ("dev", "web", None, None, 0.0)
+    assert defs.files == ("environments/web.yaml",)
+
+
+def test_chain_order_across_apps(tmp_path: Path) -> None:
+    files = {
+        "a.yaml": _app("a", "dev", "prod"),
+        "b.yaml": _app("b", "dev", "staging", "prod"),
+        "c.yaml": _app("c", "staging", "prod"),
+    }
+    defs = model.load(_repo(tmp_path, files))
+    assert defs.chain == ("dev", "staging", "prod")
+    assert defs.chain_to("staging") == ("dev", "staging")
+    assert defs.upstream_of("prod") == "staging"
+    assert defs.upstream_of("dev") is None
+    assert [a.name for a in defs.select(("c",))] == ["c"]
+
+
+def test_apps_that_contradict_the_chain_are_an_error(tmp_path: Path) -> None:
+    files = {"a.yaml": _app("a", "dev", "prod"), "b.yaml": _app("b", "prod", "dev")}
+    with pytest.raises(ConfigError, match="contradicts the chain dev → prod"):
+        model.load(_repo(tmp_path, files))
+
+
+def test_shared_settings_apply_to_every_app_and_set_the_order(tmp_path: Path) -> None:
+    shared = {
+        "environments": [
+            {"name": "dev", "soak": "1m", "values": {"shared": True, "over": "shared"}},
+            {"name": "prod", "context": "prod-ctx", "policy": "../schemas/policy.json", "namespace": "live"},
+        ]
+    }
+    files = {
+        "_shared.yaml": shared,
+        "web.yaml": _app(
+            "web", {"name": "dev", "values": {"over": "app"}}, "prod", valuesFiles=["../values/common.yaml"]
+        ),
+    }
+    defs = model.load(_repo(tmp_path, files))
+    (app,) = defs.apps
+    dev, prod = app.environments
+    assert defs.chain == ("dev", "prod")
+    assert dev.soak_seconds == 60 and dev.values == {"shared": True, "over": "app"}
+    assert (prod.context, prod.policy, prod.namespace) == ("prod-ctx", "schemas/policy.json", "live")
+    assert app.values_files == ("values/common.yaml",)
+    assert defs.files == ("environments/_shared.yaml", "environments/web.yaml")
+
+
+def test_unknown_environment_and_app(tmp_path: Path) -> None:
+    defs = model.load(_repo(tmp_path, {"web.yaml": _app("web", "dev")}))
+    with pytest.raises(ConfigError, match="unknown environment 'prod': the chain defines dev"):
+        defs.chain_to("prod")
+    with pytest.raises(ConfigError, match="unknown app api: defined are web"):
+        defs.select(("api",))
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"web.yaml": {**_app("web", "dev"), "replicas": 1}}, "environments/web.yaml: (top level): unknown key"),
+        ({"web.yaml": _app("web", {"name": "dev", "soak": "soon"})}, "environments/web.yaml: environments/0/soak"),
+        ({"web.yaml": _app("web", "dev", "dev")}, "environment 'dev' is listed twice for app web"),
+        ({"web.yaml": _app("web", "dev"), "web2.yaml": _app("web", "dev")}, "app 'web' is already defined"),
+        ({"web.yaml": {**_app("web", "dev"), "chart": "../charts/none"}}, "chart '../charts/none' not found"),
+        ({"web.yaml": {**_app("web", "dev"), "chart": "nginx"}}, "is neither a local path"),
+        ({"web.yaml": _app("web", "dev", valuesFiles=["../values/none.yaml"])}, "'../values/none.yaml' not found"),
+        ({"web.yaml": "app: web\n  chart: [\n"}, "environments/web.yaml:2: YAML syntax error"),
+        ({"web.yaml": "app: web\napp: other\n"}, "found duplicate key 'app'"),
+        ({"web.yaml": "- a list\n"}, "expected a mapping"),
+        ({"_shared.yaml": {"environments": [{"name": "dev"}]}}, "no app definitions"),
+    ],
+)
+def test_definition_errors(tmp_path: Path, files: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        model.load(_repo(tmp_path, files))
+    assert message in str(info.value)
+
+
+def test_every_problem_is_reported_together(tmp_path: Path) -> None:
+    files = {"a.yaml": {**_app("a", "dev"), "x": 1}, "b.yaml": "app: [\n"}
+    with pytest.raises(ConfigError) as info:
+        model.load(_repo(tmp_path, files))
+    text = str(info.value)
+    assert "environments/a.yaml: (top level): unknown key" in text
+    assert "environments/b.yaml:" in text
+
+
+def test_no_environments_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no environments/ directory"):
+        model.load(Source(tmp_path))
+
+
+def test_ignore_rule_matching() -> None:
+    rule = model.IgnoreRule(json_pointers=("/spec/replicas",), group="apps", kind="Deployment")
+    assert rule.matches("apps/v1", "Deployment", "web")
+    assert not rule.matches("v1", "Deployment", "web")
+    assert not rule.matches("apps/v1", "StatefulSet", "web")
+    core = model.IgnoreRule(json_pointers=("/data",), group="", name="cfg")
+    assert core.matches("v1", "ConfigMap", "cfg")
+    assert not core.matches("v1", "ConfigMap", "other")
