@@ -220,8 +220,11 @@ def validate(app: AppContext, /, env: str | None, fmt: str, **kw: Any) -> NoRetu
 @values_options
 @output_option
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none.")
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False), help="Save the plan for `apply --plan` (no Secret values)."
+)
 @click.pass_obj
-def plan(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, **kw: Any) -> NoReturn:
+def plan(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, out: str | None, **kw: Any) -> NoReturn:
     """Show what apply would change in the live cluster, for each environment of the chain up to ENV."""
     app.fmt = fmt
 
@@ -229,6 +232,10 @@ def plan(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, **kw: 
         from promote import engine
 
         result = engine.plan(_options(app, **kw), env)
+        if out and not result.all_errors:
+            from promote import saved
+
+            saved.write(result, out)
         app.echo(app.view().plan(result))
         if result.all_errors:
             return int(ExitCode.ERROR)
@@ -246,9 +253,15 @@ def _duration(text: str) -> float:
 
 
 @main.command()
-@click.argument("env", shell_complete=_complete_envs)
+@click.argument("env", required=False, shell_complete=_complete_envs)
 @values_options
 @output_option
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False),
+    help="Apply exactly this saved plan; refuse if anything moved.",
+)
 @click.option("--only", is_flag=True, help="Sync only ENV, not its upstream; the gate is still checked.")
 @click.option("--allow-dirty", is_flag=True, help="Allow uncommitted changes when promoting to a gated environment.")
 @click.option("--timeout", default="5m", show_default=True, help="How long each release may take to become healthy.")
@@ -260,8 +273,9 @@ def _duration(text: str) -> float:
 def apply(
     app: AppContext,
     /,
-    env: str,
+    env: str | None,
     fmt: str,
+    plan_file: str | None,
     only: bool,
     allow_dirty: bool,
     timeout: str,
@@ -282,8 +296,21 @@ def apply(
             only=only,
             allow_dirty=allow_dirty,
         )
+        target, saved_plan = env, None
+        if plan_file:
+            from promote import saved
+
+            saved_plan = saved.read(plan_file)
+            if env and env != saved_plan["target"]:
+                raise click.UsageError(f"ENV {env} differs from the saved plan's target {saved_plan['target']}")
+            target = saved_plan["target"]
+            kw["apps"] = kw.get("apps") or saved.apps_of(saved_plan)
+        if not target:
+            raise click.UsageError("give ENV, or a saved plan with --plan")
         # Progress goes to stderr, so stdout carries only the result (a table, or one JSON document).
-        result = engine.apply(_options(app, **kw), aopts, env, lambda ev: app.echo(ev.line(), err=True))
+        result = engine.apply(
+            _options(app, **kw), aopts, target, lambda ev: app.echo(ev.line(), err=True), saved_plan=saved_plan
+        )
         app.echo(app.view().apply(result))
         return result.exit_code
 
@@ -352,6 +379,26 @@ def status(app: AppContext, /, env: str | None, fmt: str, detailed_exitcode: boo
         app.echo(app.view().status(revision, statuses))
         pending = any(s.sync != "Synced" or s.health != "Healthy" for s in statuses)
         return int(ExitCode.CHANGES if detailed_exitcode and pending else ExitCode.OK)
+
+    app.run(body)
+
+
+@main.command("gate")
+@click.argument("env", shell_complete=_complete_envs)
+@values_options
+@output_option
+@click.option("--allow-dirty", is_flag=True, help="Accept uncommitted changes, as apply --allow-dirty would.")
+@click.pass_obj
+def gate_cmd(app: AppContext, /, env: str, fmt: str, allow_dirty: bool, **kw: Any) -> NoReturn:
+    """May ENV be promoted now? Every check, read-only: exit 0 when allowed, 3 when blocked."""
+    app.fmt = fmt
+
+    def body() -> int:
+        from promote import engine
+
+        checks = engine.gate_report(_options(app, **kw), env, allow_dirty)
+        app.echo(app.view().gate(env, checks))
+        return int(ExitCode.BLOCKED if any(c.result.value == "fail" for c in checks) else ExitCode.OK)
 
     app.run(body)
 

@@ -99,6 +99,9 @@ class Cluster:
         from kubernetes import client, config
 
         cfg = client.Configuration()
+        # What the user asked for, handed on unchanged to helm so it talks to the same cluster.
+        self.kubeconfig_option, self.context_option = kubeconfig, context
+        kubeconfig = resolve_kubeconfig(kubeconfig)
         try:
             config.load_kube_config(
                 config_file=kubeconfig, context=context, client_configuration=cfg, persist_config=False
@@ -311,9 +314,19 @@ _CLUSTERS: dict[tuple[str | None, str | None], Cluster] = {}
 _CLUSTERS_LOCK = threading.Lock()
 
 
+def resolve_kubeconfig(kubeconfig: str | None) -> str:
+    """The kubeconfig path(s) in force now: the option, else KUBECONFIG, else ~/.kube/config.
+
+    The kubernetes library reads KUBECONFIG once, at import; we read it when the command runs.
+    """
+    import os
+
+    return kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+
+
 def connect(context: str | None, kubeconfig: str | None = None) -> Cluster:
-    """The one Cluster for a context in this process."""
-    key = (context, kubeconfig)
+    """The one Cluster for a (context, kubeconfig) in this process."""
+    key = (context, resolve_kubeconfig(kubeconfig))
     with _CLUSTERS_LOCK:
         if key not in _CLUSTERS:
             _CLUSTERS[key] = Cluster(context, kubeconfig)

@@ -77,7 +77,7 @@ class ArgvCommand(Command):  # type: ignore[misc]
                 raise HelmError(f"helm {what} did not finish within {self.timeout:.0f}s and was stopped") from e
             raise
         if proc.returncode != 0:
-            raise HelmError(f"helm {what} failed: {stderr.decode(errors='replace').strip()}")
+            raise HelmError(f"helm {what} failed: {one_paragraph(stderr.decode(errors='replace'))}")
         return stdout
 
     def client_version(self) -> Any:
@@ -90,6 +90,13 @@ class ArgvCommand(Command):  # type: ignore[misc]
             timeout=30,
         )
         return semver.Version.parse(out.stdout.decode().strip().removeprefix("v"))
+
+
+def one_paragraph(stderr: str) -> str:
+    """helm's stderr as one paragraph, without its advice to use helm's own --debug flag."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in lines if "--debug flag" not in line]
+    return " ".join(lines)
 
 
 _CLIENTS: dict[tuple[str | None, str | None, str | None], Client] = {}

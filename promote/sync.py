@@ -228,7 +228,7 @@ async def helm_upgrade(
     timeout: float,
 ) -> int:
     """helm upgrade --install --atomic --wait; returns the new helm revision."""
-    helm = render.client(context=context, kube_version=cluster.server_version())
+    helm = render.client(kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version())
     try:
         rev = await helm.install_or_upgrade_release(
             release,
@@ -250,7 +250,7 @@ async def helm_rollback(
     *, cluster: Cluster, context: str | None, release: str, namespace: str, revision: int | None, timeout: float
 ) -> None:
     """helm rollback to a revision (the previous one when None), waiting for it."""
-    helm = render.client(context=context, kube_version=cluster.server_version())
+    helm = render.client(kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version())
     await helm._command.rollback(release, revision, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
 
 

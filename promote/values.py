@@ -111,11 +111,12 @@ def _split_key(key: str, original: str) -> list[str | int]:
 
 
 def _typed(raw: str) -> Any:
-    if raw == "true":
+    # helm's strvals compares these case-insensitively.
+    if raw.lower() == "true":
         return True
-    if raw == "false":
+    if raw.lower() == "false":
         return False
-    if raw == "null":
+    if raw.lower() == "null":
         return None
     if _INT.match(raw):
         return int(raw)
@@ -276,6 +277,12 @@ def _expected(error: Any) -> str:
     }
     if v in texts:
         return texts[v]
+    if v == "not" and isinstance(arg, Mapping):
+        if "const" in arg:
+            return f"anything but {json.dumps(arg['const'])}"
+        if "enum" in arg:
+            return f"none of {json.dumps(arg['enum'])}"
+        return f"not to match {json.dumps(arg)}"
     if v in ("required", "additionalProperties", "dependentRequired", "unevaluatedProperties"):
         # jsonschema's message for these names keys only, never values.
         return str(error.message)

@@ -14,6 +14,7 @@ import click
 import yaml
 from tabulate import tabulate
 
+from promote.gate import GateCheck
 from promote.plan import Action, FieldChange, Plan, ReleasePlan
 from promote.results import ApplyResult, HistoryEntry, ReleaseStatus, ResourceDiff
 from promote.values import Violation
@@ -257,6 +258,25 @@ class View:
                 else:
                     out.append(line)
         return "\n".join(out)
+
+    def gate(self, env: str, checks: list[GateCheck]) -> str:
+        """Each gate check with pass/fail and its reason."""
+        allowed = all(c.result.value == "pass" for c in checks)
+        if self.fmt != OutputFormat.TABLE:
+            return self.dump(
+                {"schemaVersion": 1, "env": env, "allowed": allowed, "checks": [c.to_dict() for c in checks]}
+            )
+        rows = [
+            [
+                click.style("pass", fg="green") if c.result.value == "pass" else click.style("FAIL", fg="red"),
+                c.name,
+                c.app or "",
+                c.reason,
+            ]
+            for c in checks
+        ]
+        verdict = f"{env} may be promoted now." if allowed else f"{env} is blocked."
+        return tabulate(rows, headers=["RESULT", "CHECK", "APP", "REASON"], tablefmt="plain") + "\n\n" + verdict
 
     # --- validation --------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 The CLI calls one function of it per command and hands the result to a view.
 """
 
-from promote.engine.applying import ApplyOptions, apply, gate_checks, rollback
+from promote.engine.applying import ApplyOptions, apply, gate_checks, gate_report, rollback
 from promote.engine.planning import compare, plan
 from promote.engine.reporting import diffs, release_history, status, watch
 from promote.engine.workspace import Options, Target, Workspace, validate
@@ -17,6 +17,7 @@ __all__ = [
     "compare",
     "diffs",
     "gate_checks",
+    "gate_report",
     "plan",
     "release_history",
     "rollback",

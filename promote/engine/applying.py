@@ -12,10 +12,11 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
-from promote import gate, health, record, render, sync
+from promote import gate, health, record, render, saved, sync
 from promote.cluster import Cluster, connect
-from promote.engine.planning import _connect_all, _plan_all
+from promote.engine.planning import _connect_all, _plan_all, assemble
 from promote.engine.workspace import Options, Target, Workspace
 from promote.errors import GateBlocked, HelmError, PolicyViolation, PromoteError, ValidationError, exit_code_for
 from promote.gate import GateCheck
@@ -104,8 +105,13 @@ def _fail_on_violations(violations: list, targets: list[Target], target: str) ->
     raise ValidationError(msg, list(violations))
 
 
-def apply(opts: Options, aopts: ApplyOptions, target: str, emit: sync.Emit) -> ApplyResult:
-    """Sync every environment of the chain up to `target`, in order, each only if its gate allows."""
+def apply(
+    opts: Options, aopts: ApplyOptions, target: str, emit: sync.Emit, saved_plan: dict[str, Any] | None = None
+) -> ApplyResult:
+    """Sync every environment of the chain up to `target`, in order, each only if its gate allows.
+
+    With `saved_plan`, the plan is computed again first and the apply refuses unless nothing moved.
+    """
     events: list[sync.Event] = []
 
     def record_event(ev: sync.Event) -> None:
@@ -122,6 +128,8 @@ def apply(opts: Options, aopts: ApplyOptions, target: str, emit: sync.Emit) -> A
             clusters = _connect_all(opts, targets)
             plans = asyncio.run(_plan_all(targets, clusters, []))
             revision = ws.source.revision()
+            if saved_plan is not None:
+                saved.verify(saved_plan, assemble(target, chain, targets, plans, revision))
             label = _ref_label(ws, revision)
             for env in (target,) if aopts.only else chain:
                 pairs = [(t, p) for t, p in zip(targets, plans, strict=True) if t.env.name == env]
@@ -377,3 +385,34 @@ def _rollback_release(
         release_health(cluster, ns, after).status.value,
         f"helm rollback to revision {number}",
     )
+
+
+# --- the pipeline gate ------------------------------------------------------------------------------
+
+
+def gate_report(opts: Options, env: str, allow_dirty: bool = False) -> list[GateCheck]:
+    """May `env` be promoted now? Every check apply would make, read-only, plus validity and the lock."""
+    with Workspace(opts) as ws:
+        chain = ws.defs.chain_to(env)
+        targets = ws.targets((env,))
+        violations = ws.validate(targets)
+        if violations:
+            shown = "; ".join(f"{v.environment}/{v.app} {v.path}: expected {v.expected}" for v in violations[:5])
+            checks = [GateCheck("values-valid", gate.GateResult.FAIL, f"{len(violations)} violation(s): {shown}")]
+        else:
+            checks = [GateCheck("values-valid", gate.GateResult.PASS, "definitions and values are valid")]
+        clusters = _connect_all(opts, targets)
+        if len(chain) > 1:
+            checks += gate_checks(ws, clusters, env, targets, allow_dirty)
+        else:
+            checks.append(GateCheck("upstream", gate.GateResult.PASS, f"{env} is the first environment of the chain"))
+        for t in targets:
+            cluster = clusters[t.context]
+            holder = EnvLock(cluster, t.env.namespace, env, "").current_holder()
+            if holder:
+                checks.append(
+                    GateCheck("lock", gate.GateResult.FAIL, f"an apply by {holder} holds the lock", t.app.name)
+                )
+            else:
+                checks.append(GateCheck("lock", gate.GateResult.PASS, "no apply holds the lock", t.app.name))
+        return checks

@@ -37,19 +37,26 @@ def plan(opts: Options, target: str) -> Plan:
         violations = ws.validate(targets)
         clusters = _connect_all(opts, targets)
         releases = asyncio.run(_plan_all(targets, clusters, violations))
-        envs: list[EnvironmentPlan] = []
-        for env_name in chain:
-            rel = tuple(r for t, r in zip(targets, releases, strict=True) if t.env.name == env_name)
-            first = next((t for t in targets if t.env.name == env_name), None)
-            envs.append(
-                EnvironmentPlan(
-                    name=env_name,
-                    namespace=first.env.namespace if first else "",
-                    context=rel[0].context if rel else (first.context if first else None),
-                    releases=rel,
-                )
+        return assemble(target, chain, targets, releases, ws.source.revision())
+
+
+def assemble(
+    target: str, chain: tuple[str, ...], targets: list[Target], releases: list[ReleasePlan], revision: str
+) -> Plan:
+    """The Plan data for release plans computed in chain order."""
+    envs: list[EnvironmentPlan] = []
+    for env_name in chain:
+        rel = tuple(r for t, r in zip(targets, releases, strict=True) if t.env.name == env_name)
+        first = next((t for t in targets if t.env.name == env_name), None)
+        envs.append(
+            EnvironmentPlan(
+                name=env_name,
+                namespace=first.env.namespace if first else "",
+                context=rel[0].context if rel else (first.context if first else None),
+                releases=rel,
             )
-        return Plan(target=target, revision=ws.source.revision(), environments=tuple(envs))
+        )
+    return Plan(target=target, revision=revision, environments=tuple(envs))
 
 
 def _connect_all(opts: Options, targets: list[Target]) -> dict[str | None, Cluster]:

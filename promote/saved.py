@@ -1,0 +1,107 @@
+"""Saved plans: what a pipeline approved, and the check that the world has not moved since.
+
+A saved plan is the plan's own JSON (it never holds Secret values: changes show them masked, and
+Secrets are covered by the rendered-manifest digest instead). Before applying it, the plan is computed
+again and compared: the Git revision, every release's artifact, values and manifest digests, the set of
+changes, and the live resourceVersion each change was computed against. Anything that moved refuses the
+apply, saying what moved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from promote.errors import ConfigError, GateBlocked
+from promote.plan import SCHEMA_VERSION, Plan
+
+
+def write(plan: Plan, path: str) -> None:
+    """Write a plan file for `apply --plan`."""
+    try:
+        Path(path).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
+    except OSError as e:
+        raise ConfigError(f"cannot write the plan to {path}: {e.strerror}") from e
+
+
+def read(path: str) -> dict[str, Any]:
+    """Read and sanity-check a plan file."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read the plan file {path}: {e.strerror}") from e
+    except ValueError as e:
+        raise ConfigError(f"{path} is not a promote plan: invalid JSON ({e})") from e
+    if not isinstance(doc, dict) or "target" not in doc or "environments" not in doc:
+        raise ConfigError(f"{path} is not a promote plan: it has no target and environments")
+    if doc.get("schemaVersion") != SCHEMA_VERSION:
+        raise ConfigError(
+            f"{path} has plan schemaVersion {doc.get('schemaVersion')}; this promote reads {SCHEMA_VERSION}"
+        )
+    if doc.get("errors") or any(r.get("errors") for e in doc["environments"] for r in e.get("releases", [])):
+        raise ConfigError(f"{path} records errors: a failed plan cannot be applied")
+    return doc
+
+
+def apps_of(doc: dict[str, Any]) -> tuple[str, ...]:
+    """The apps a saved plan covers."""
+    return tuple(sorted({r["app"] for e in doc["environments"] for r in e.get("releases", [])}))
+
+
+def _index(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(e["name"], r["app"]): r for e in doc["environments"] for r in e.get("releases", [])}
+
+
+def _changes(release: dict[str, Any]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    return {
+        (c["apiVersion"], c["kind"], c.get("namespace") or "", c["name"]): c
+        for c in release.get("changes", [])
+        if not c.get("hook")
+    }
+
+
+def moved(saved: dict[str, Any], now: Plan) -> list[str]:
+    """Everything that differs between the saved plan and the plan computed now."""
+    out: list[str] = []
+    current = now.to_dict()
+    if saved["revision"] != current["revision"]:
+        out.append(f"the Git revision moved: the plan was made at {saved['revision']}, now it is {current['revision']}")
+    old, new = _index(saved), _index(current)
+    for key in sorted(set(old) | set(new)):
+        env, app = key
+        if key not in new:
+            out.append(f"{env}/{app} is no longer defined")
+            continue
+        if key not in old:
+            out.append(f"{env}/{app} is new since the plan")
+            continue
+        a, b = old[key], new[key]
+        for field, what in (
+            ("artifactDigest", "the release artifact (chart or app-wide values)"),
+            ("valuesDigest", "the values"),
+            ("manifestDigest", "the rendered manifests"),
+        ):
+            if a.get(field) != b.get(field):
+                out.append(f"{env}/{app}: {what} changed since the plan")
+        ca, cb = _changes(a), _changes(b)
+        for ident in sorted(set(ca) | set(cb)):
+            x, y = ca.get(ident), cb.get(ident)
+            name = f"{ident[1]} {ident[2] + '/' if ident[2] else ''}{ident[3]}"
+            if x is None or y is None:
+                out.append(f"{env}/{app}: {name} {'appeared in' if x is None else 'disappeared from'} the plan")
+            elif x.get("resourceVersion") != y.get("resourceVersion"):
+                out.append(
+                    f"{env}/{app}: live {name} changed since the plan "
+                    f"(resourceVersion {x.get('resourceVersion')} → {y.get('resourceVersion')})"
+                )
+            elif (x["action"], x.get("fields")) != (y["action"], y.get("fields")):
+                out.append(f"{env}/{app}: the change to {name} is no longer the one planned")
+    return out
+
+
+def verify(saved: dict[str, Any], now: Plan) -> None:
+    """Refuse (exit 3) when the world moved since the plan was saved."""
+    diffs = moved(saved, now)
+    if diffs:
+        raise GateBlocked("the saved plan is stale, nothing was applied:\n  " + "\n  ".join(diffs))
