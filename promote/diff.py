@@ -255,3 +255,49 @@ def owned_by_other_controller(live: dict[str, Any], segments: tuple[Any, ...]) -
         if m.startswith(OUR_MANAGERS) or m.startswith(HUMAN_MANAGER_PREFIXES):
             return None
     return owners[0]
+
+
+# --- proving "unchanged" without a dry run ------------------------------------------------------------
+
+
+def secret_fingerprint(value: Any) -> str:
+    """A stand-in for a Secret value in caches: equal values, equal fingerprints; the value is not kept."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()
+
+
+def covers(live: Any, want: Any, field: str = "") -> bool:
+    """True when applying `want` onto `live` provably changes nothing (every field `want` sets is equal).
+
+    It may say False for objects that would not change (e.g. a quantity the server rewrites); callers then
+    fall back to a server dry run, so only a True answer has to be exact.
+    """
+    if isinstance(want, dict):
+        if not isinstance(live, dict):
+            return False
+        for k, v in want.items():
+            if v is None:
+                if k in live:
+                    return False
+            elif k not in live or not covers(live[k], v, str(k)):
+                return False
+        return True
+    if isinstance(want, list):
+        if not isinstance(live, list):
+            return False
+        mk = merge_key(field, want + live)
+        if mk and all(isinstance(i, dict) for i in want + live):
+            by_key = {i.get(mk): i for i in live}
+            return all(i.get(mk) in by_key and covers(by_key[i.get(mk)], i) for i in want)
+        return len(want) == len(live) and all(covers(a, b) for a, b in zip(live, want, strict=True))
+    return bool(live == want and type(live) is type(want))
+
+
+def fingerprint_secret(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Secret with its data values replaced by fingerprints (other kinds unchanged)."""
+    if obj.get("kind") != "Secret" or not isinstance(obj.get("data"), dict):
+        return obj
+    out = dict(obj)
+    out["data"] = {k: secret_fingerprint(v) for k, v in obj["data"].items()}
+    return out

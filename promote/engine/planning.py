@@ -13,12 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from promote import diff, render
+from promote import diff, render, rendercache
 from promote.cluster import ApiError, Cluster, connect
 from promote.engine.workspace import Options, Target, Workspace
 from promote.errors import PromoteError
 from promote.plan import Action, EnvironmentPlan, FieldChange, HookPhase, Plan, ReleasePlan, ResourceChange
-from promote.release import ReleaseHistory, history
+from promote.release import ReleaseHistory
+from promote.snapshot import Snapshot
 from promote.values import Violation
 
 # A change with the live object and the object as Git wants it (the server's dry-run result), for diff.
@@ -80,9 +81,10 @@ async def _plan_all(
     helm_slots = asyncio.Semaphore(_parallelism())
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="promote-api")
     loop = asyncio.get_running_loop()
+    snapshots = {ctx: Snapshot(c) for ctx, c in clusters.items()}
 
     async def one(i: int, t: Target) -> ReleasePlan:
-        cluster = clusters[t.context]
+        cluster, snap = clusters[t.context], snapshots[t.context]
         errors = [str(v) for v in violations if v.app == t.app.name and v.environment == t.env.name]
         base = ReleasePlan(
             app=t.app.name,
@@ -97,19 +99,32 @@ async def _plan_all(
         if errors:
             return _replace(base, errors=tuple(errors))
         try:
-            hist = await loop.run_in_executor(pool, history, cluster, t.env.namespace, t.env.release)
+            hist = await loop.run_in_executor(pool, snap.release, t.env.namespace, t.env.release)
+            helm = render.client(kube_version=cluster.server_version())
+            upgrade = hist.deployed is not None
+            key = rendercache.key(
+                t.chart.digest,
+                t.values_digest,
+                str(helm.version),
+                cluster.server_version(),
+                t.env.release,
+                t.env.namespace,
+                str(upgrade),
+            )
+            cacheable = not t.chart.uses_lookup
+            if cacheable and details is None and (hit := rendercache.load(key)) is not None:
+                quick = await loop.run_in_executor(pool, prove_unchanged, snap, t, hit[0], hist, base, hit[1])
+                if quick is not None:
+                    return quick
             async with helm_slots:
-                helm = render.client(kubeconfig=None, context=None, kube_version=cluster.server_version())
                 rendered = await render.render(
-                    helm,
-                    t.chart,
-                    release=t.env.release,
-                    namespace=t.env.namespace,
-                    values=t.values,
-                    is_upgrade=hist.deployed is not None,
+                    helm, t.chart, release=t.env.release, namespace=t.env.namespace, values=t.values, is_upgrade=upgrade
                 )
+            digest = manifest_digest(rendered)
+            if cacheable:
+                rendercache.store(key, rendered, digest)
             sink = details.setdefault(i, []) if details is not None else None
-            return await loop.run_in_executor(pool, compare, cluster, t, rendered, hist, base, sink)
+            return await loop.run_in_executor(pool, compare, snap, t, rendered, hist, base, digest, sink)
         except PromoteError as e:
             return _replace(base, errors=(str(e),))
 
@@ -137,19 +152,6 @@ def manifest_digest(objs: list[dict[str, Any]]) -> str:
 SCALABLE = ("Deployment", "StatefulSet", "ReplicaSet")
 
 
-def _hpa_targets(cluster: Cluster, namespace: str) -> set[tuple[str, str]]:
-    """(kind, name) of every workload an HPA scales: its spec.replicas belongs to the HPA."""
-    try:
-        hpas = cluster.list("autoscaling/v1", "HorizontalPodAutoscaler", namespace)
-    except PromoteError:
-        return set()
-    return {
-        (str(h["spec"]["scaleTargetRef"].get("kind")), str(h["spec"]["scaleTargetRef"].get("name")))
-        for h in hpas
-        if h.get("spec", {}).get("scaleTargetRef")
-    }
-
-
 def _owned_elsewhere(f: FieldChange, live: dict[str, Any], kind: str, name: str, hpa: set[tuple[str, str]]) -> bool:
     """Fields another controller owns are neither drift nor a change to report."""
     if f.segments == ("spec", "replicas") and (kind, name) in hpa:
@@ -157,53 +159,121 @@ def _owned_elsewhere(f: FieldChange, live: dict[str, Any], kind: str, name: str,
     return diff.owned_by_other_controller(live, f.segments) is not None
 
 
-def compare(
-    cluster: Cluster,
-    t: Target,
-    rendered: list[dict[str, Any]],
-    hist: ReleaseHistory,
-    base: ReleasePlan,
-    details: list[Detail] | None = None,
-) -> ReleasePlan:
-    """Compare rendered objects with the live cluster through server-side dry runs."""
+Ident = tuple[str, str, str, str]
+
+
+def _split(
+    cluster: Cluster, t: Target, rendered: list[dict[str, Any]], hist: ReleaseHistory
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[Ident, dict[str, Any]]]:
+    """Resources and hooks of a render, namespaced the way helm will, and the old manifest by identity."""
     ns = t.env.namespace
     resources: list[dict[str, Any]] = []
     hooks: list[dict[str, Any]] = []
     for obj in rendered:
         (hooks if render.hook_annotation(obj) else resources).append(obj)
+    for obj in resources:
+        md = obj.setdefault("metadata", {})
+        if cluster.resource(obj["apiVersion"], obj["kind"]).namespaced:
+            md.setdefault("namespace", ns)
+        else:
+            md.pop("namespace", None)
+    old: dict[Ident, dict[str, Any]] = {}
+    for obj in hist.deployed.manifest if hist.deployed else ():
+        md = obj.setdefault("metadata", {})
+        if cluster.resource(obj["apiVersion"], obj["kind"]).namespaced:
+            md.setdefault("namespace", ns)
+        old[diff.identity(obj)] = obj
+    return resources, hooks, old
+
+
+def _live(snap: Snapshot, objs: list[dict[str, Any]], namespace: str) -> dict[Ident, dict[str, Any]]:
+    live: dict[Ident, dict[str, Any]] = {}
+    if not snap.namespace_exists(namespace):
+        return live
+    for api_version, kind, ns in sorted(
+        {(o["apiVersion"], o["kind"], o["metadata"].get("namespace") or "") for o in objs}
+    ):
+        live.update(snap.objects(api_version, kind, ns or None))
+    return live
+
+
+def _hooks(hooks: list[dict[str, Any]], ns: str, upgrade: bool, will_sync: bool) -> list[ResourceChange]:
+    out = []
+    for obj in hooks:
+        phase = HookPhase.from_helm(render.hook_annotation(obj) or "", upgrade=upgrade)
+        if phase is None:
+            continue
+        api_version, kind, _, name = diff.identity(obj)
+        out.append(
+            ResourceChange(Action.CREATE if will_sync else Action.UNCHANGED, api_version, kind, ns, name, hook=phase)
+        )
+    return out
+
+
+def prove_unchanged(
+    snap: Snapshot, t: Target, cached: list[dict[str, Any]], hist: ReleaseHistory, base: ReleasePlan, digest: str
+) -> ReleasePlan | None:
+    """The all-unchanged plan of a release, from a cached render, when it can be proven without helm.
+
+    Proven means: the release is deployed, the cached render equals the deployed manifest (so helm's
+    patch has nothing to delete), and every live object already holds every field the chart sets. Anything
+    else returns None, and the caller renders and compares for real.
+    """
+    ns = t.env.namespace
+    latest = hist.latest
+    if latest is None or latest.status != "deployed" or hist.deployed is None:
+        return None
+    resources, hooks, old = _split(snap.cluster, t, cached, hist)
+    live = _live(snap, resources + list(old.values()), ns)
+    rendered_ids = {diff.identity(o) for o in resources}
+    if set(old) != rendered_ids:
+        return None
+    changes: list[ResourceChange] = []
+    for obj in resources:
+        ident = diff.identity(obj)
+        current = live.get(ident)
+        if current is None or diff.fingerprint_secret(old[ident]) != obj:
+            return None
+        if not diff.covers(diff.fingerprint_secret(current), obj):
+            return None
+        md = current.get("metadata", {})
+        changes.append(ResourceChange(Action.UNCHANGED, *_parts(ident), resource_version=md.get("resourceVersion")))
+    changes += _hooks(hooks, ns, upgrade=True, will_sync=False)
+    return _replace(
+        base,
+        context=snap.cluster.context,
+        current_revision=latest.revision,
+        current_status=latest.status,
+        manifest_digest=digest,
+        changes=tuple(changes),
+    )
+
+
+def _parts(ident: Ident) -> tuple[str, str, str | None, str]:
+    return ident[0], ident[1], ident[2] or None, ident[3]
+
+
+def compare(
+    snap: Snapshot,
+    t: Target,
+    rendered: list[dict[str, Any]],
+    hist: ReleaseHistory,
+    base: ReleasePlan,
+    digest: str,
+    details: list[Detail] | None = None,
+) -> ReleasePlan:
+    """Compare rendered objects with the live cluster; server-side dry runs where a change is possible."""
+    cluster, ns = snap.cluster, t.env.namespace
     deployed = hist.deployed
-    ns_exists = cluster.namespace_exists(ns)
+    resources, hooks, old = _split(cluster, t, rendered, hist)
+    ns_exists = snap.namespace_exists(ns)
     changes: list[ResourceChange] = []
     errors: list[str] = []
     if not ns_exists:
         changes.append(ResourceChange(Action.CREATE, "v1", "Namespace", None, ns))
-
-    # Namespace every namespaced object the way helm will, and index the old manifest by identity.
-    for obj in resources:
-        res = cluster.resource(obj["apiVersion"], obj["kind"])
-        md = obj.setdefault("metadata", {})
-        if res.namespaced:
-            md.setdefault("namespace", ns)
-        else:
-            md.pop("namespace", None)
-    old: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for obj in deployed.manifest if deployed else ():
-        res = cluster.resource(obj["apiVersion"], obj["kind"])
-        md = obj.setdefault("metadata", {})
-        if res.namespaced:
-            md.setdefault("namespace", ns)
-        old[diff.identity(obj)] = obj
-
-    live: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    if ns_exists:
-        kinds = {(o["apiVersion"], o["kind"], o["metadata"].get("namespace")) for o in resources + list(old.values())}
-        for api_version, kind, kns in sorted(kinds, key=lambda k: (k[0], k[1], k[2] or "")):
-            for item in cluster.list(api_version, kind, kns or None):
-                item["apiVersion"], item["kind"] = api_version, kind
-                live[diff.identity(item)] = item
+    live = _live(snap, resources + list(old.values()), ns)
 
     rendered_ids = set()
-    hpa: set[tuple[str, str]] | None = None
     for obj in resources:
         ident = diff.identity(obj)
         rendered_ids.add(ident)
@@ -224,10 +294,16 @@ def compare(
                     "helm would refuse to adopt it; delete it or label it for this release"
                 )
                 continue
+            rv = current.get("metadata", {}).get("resourceVersion")
+            if details is None and old.get(ident) == obj and diff.covers(current, obj):
+                # Git did not change and live holds every field the chart sets: nothing to dry-run.
+                changes.append(
+                    ResourceChange(Action.UNCHANGED, api_version, kind, ons or None, name, resource_version=rv)
+                )
+                continue
             patch = diff.three_way_patch(old.get(ident), obj)
             predicted = cluster.patch(api_version, kind, ons or None, name, patch, dry_run=True)
-            if hpa is None:
-                hpa = _hpa_targets(cluster, ns) if any(o["kind"] in SCALABLE for o in resources) else set()
+            hpa = snap.hpa_targets(ns) if kind in SCALABLE else set()
             fields = [
                 f
                 for f in diff.field_changes(
@@ -242,7 +318,7 @@ def compare(
                 ons or None,
                 name,
                 fields=tuple(fields),
-                resource_version=current.get("metadata", {}).get("resourceVersion"),
+                resource_version=rv,
             )
             changes.append(change)
             if details is not None:
@@ -257,14 +333,8 @@ def compare(
         current = live.get(ident)
         if current is None or policy == "keep":
             continue
-        api_version, kind, ons, name = ident
         change = ResourceChange(
-            Action.DELETE,
-            api_version,
-            kind,
-            ons or None,
-            name,
-            resource_version=current.get("metadata", {}).get("resourceVersion"),
+            Action.DELETE, *_parts(ident), resource_version=current.get("metadata", {}).get("resourceVersion")
         )
         changes.append(change)
         if details is not None:
@@ -275,20 +345,13 @@ def compare(
         or (hist.latest is not None and hist.latest.status != "deployed")
         or any(c.action != Action.UNCHANGED for c in changes)
     )
-    for obj in hooks:
-        phase = HookPhase.from_helm(render.hook_annotation(obj) or "", upgrade=deployed is not None)
-        if phase is None:
-            continue
-        api_version, kind, _, name = diff.identity(obj)
-        changes.append(
-            ResourceChange(Action.CREATE if will_sync else Action.UNCHANGED, api_version, kind, ns, name, hook=phase)
-        )
+    changes += _hooks(hooks, ns, upgrade=deployed is not None, will_sync=will_sync)
     return _replace(
         base,
         context=cluster.context,
         current_revision=hist.latest.revision if hist.latest else None,
         current_status=hist.latest.status if hist.latest else None,
-        manifest_digest=manifest_digest(rendered),
+        manifest_digest=digest,
         errors=tuple(errors),
         changes=tuple(changes),
     )

@@ -1,0 +1,57 @@
+"""A render cache: helm template is the slowest step of a plan, and its output is a pure function of
+the chart's content, the values, helm's and the cluster's versions, the release name and the namespace.
+
+Entries live in ~/.cache/promote/render (mode 0600) and never hold a Secret value: Secret data is kept
+as fingerprints, enough to prove a live Secret unchanged. Whenever a plan needs the real objects (to
+dry-run a change), the release is rendered again. Charts that call `lookup` read the cluster while
+rendering and are never cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from promote import diff
+
+VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Where entries live; PROMOTE_CACHE moves the whole cache."""
+    root = os.environ.get("PROMOTE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "promote")
+    return Path(root) / "render"
+
+
+def key(*parts: str) -> str:
+    """The cache key over everything a render depends on."""
+    return hashlib.sha256("\0".join((str(VERSION), *parts)).encode()).hexdigest()
+
+
+def load(k: str) -> tuple[list[dict[str, Any]], str] | None:
+    """(objects with Secret data fingerprinted, manifest digest), or None on a miss."""
+    if os.environ.get("PROMOTE_NO_RENDER_CACHE"):
+        return None
+    try:
+        doc = json.loads((cache_dir() / f"{k}.json").read_text())
+        return list(doc["objects"]), str(doc["manifestDigest"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def store(k: str, rendered: list[dict[str, Any]], manifest_digest: str) -> None:
+    """Save a render; a failure to write is not an error, the cache is only an accelerator."""
+    try:
+        d = cache_dir()
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = d / f".{k}.{os.getpid()}.tmp"
+        doc = {"objects": [diff.fingerprint_secret(o) for o in rendered], "manifestDigest": manifest_digest}
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, separators=(",", ":"))
+        os.replace(tmp, d / f"{k}.json")
+    except OSError:
+        return

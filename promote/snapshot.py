@@ -1,0 +1,94 @@
+"""Live state, read once per command run: one list per kind and namespace, shared by every release.
+
+Many releases share a namespace, so listing each kind once per namespace (instead of once per release,
+or a GET per object) turns hundreds of requests into a handful. Reads are single-flight: the first
+release to need a list fetches it while the others wait for the same answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from promote import diff
+from promote.cluster import ApiError, Cluster
+from promote.errors import PromoteError
+from promote.release import ReleaseHistory, decode
+
+T = TypeVar("T")
+Ident = tuple[str, str, str, str]
+
+
+class Snapshot:
+    """Memoised reads of one cluster for one command run."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._lock = threading.Lock()
+        self._futures: dict[tuple[Any, ...], Future[Any]] = {}
+
+    def _once(self, key: tuple[Any, ...], fetch: Callable[[], T]) -> T:
+        with self._lock:
+            fut = self._futures.get(key)
+            owner = fut is None
+            if owner:
+                fut = self._futures[key] = Future()
+        assert fut is not None
+        if owner:
+            try:
+                fut.set_result(fetch())
+            except BaseException as e:
+                fut.set_exception(e)
+        result: T = fut.result()
+        return result
+
+    def objects(self, api_version: str, kind: str, namespace: str | None) -> dict[Ident, dict[str, Any]]:
+        """Every object of a kind in a namespace, by identity."""
+
+        def fetch() -> dict[Ident, dict[str, Any]]:
+            out = {}
+            for item in self.cluster.list(api_version, kind, namespace):
+                item["apiVersion"], item["kind"] = api_version, kind
+                out[diff.identity(item)] = item
+            return out
+
+        return self._once(("list", api_version, kind, namespace or ""), fetch)
+
+    def namespace_exists(self, namespace: str) -> bool:
+        """True when the namespace exists and is not being deleted."""
+        return self._once(("ns", namespace), lambda: self.cluster.namespace_exists(namespace))
+
+    def releases(self, namespace: str) -> dict[str, ReleaseHistory]:
+        """The current revisions of every helm release in a namespace (superseded ones are not read)."""
+
+        def fetch() -> dict[str, ReleaseHistory]:
+            secrets = self.cluster.list("v1", "Secret", namespace, label_selector="owner=helm,status!=superseded")
+            by_name: dict[str, list[Any]] = {}
+            for s in secrets:
+                rec = decode(s)
+                by_name.setdefault(rec.name, []).append(rec)
+            return {n: ReleaseHistory(tuple(sorted(rs, key=lambda r: r.revision))) for n, rs in by_name.items()}
+
+        return self._once(("releases", namespace), fetch)
+
+    def release(self, namespace: str, name: str) -> ReleaseHistory:
+        """A release's current revisions (empty when never installed)."""
+        return self.releases(namespace).get(name, ReleaseHistory(()))
+
+    def hpa_targets(self, namespace: str) -> set[tuple[str, str]]:
+        """(kind, name) of every workload an HPA scales: its spec.replicas belongs to the HPA."""
+
+        def fetch() -> set[tuple[str, str]]:
+            try:
+                hpas = self.cluster.list("autoscaling/v1", "HorizontalPodAutoscaler", namespace)
+            except (ApiError, PromoteError):
+                return set()
+            return {
+                (str(h["spec"]["scaleTargetRef"].get("kind")), str(h["spec"]["scaleTargetRef"].get("name")))
+                for h in hpas
+                if h.get("spec", {}).get("scaleTargetRef")
+            }
+
+        return self._once(("hpa", namespace), fetch)
