@@ -114,19 +114,10 @@ class Watcher:
         if self._seen.get(key) == state:
             return
         self._seen[key] = state
-        self.emit(
-            Event(
-                datetime.now(UTC),
-                self.env,
-                kind,
-                self.namespace,
-                name,
-                status,
-                h.status.value,
-                hook,
-                message or h.message,
-            )
-        )
+        self._emit(kind, name, status, h.status.value, hook, message or h.message)
+
+    def _emit(self, kind: str, name: str, status: str, health_value: str, hook: str, message: str) -> None:
+        self.emit(Event(datetime.now(UTC), self.env, kind, self.namespace, name, status, health_value, hook, message))
 
     def _watch_hooks(self) -> None:
         while not self.stop.is_set():
@@ -161,19 +152,7 @@ class Watcher:
                     since = self._waiting_since.setdefault(key, now)
                     if now - since >= WAIT_ANNOUNCE_AFTER and now - self._announced.get(key, 0) >= 5:
                         self._announced[key] = now
-                        self.emit(
-                            Event(
-                                datetime.now(UTC),
-                                self.env,
-                                kind,
-                                self.namespace,
-                                name,
-                                status,
-                                h.status.value,
-                                "",
-                                f"waiting for {kind} {name}: {h.message}",
-                            )
-                        )
+                        self._emit(kind, name, status, h.status.value, "", f"waiting for {kind} {name}: {h.message}")
                 else:
                     self._waiting_since.pop(key, None)
 
