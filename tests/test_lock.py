@@ -1,0 +1,195 @@
+"""The environment lock with real separate processes: concurrent applies take turns, a lock timeout
+names the holder, and an apply killed with SIGKILL leaves nothing that blocks the next one for long."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apply_helpers import (
+    Process,
+    apply,
+    available,
+    delay_pre_sync,
+    deployment,
+    edit_env,
+    env_values,
+    helm_history,
+    lease,
+    pods,
+    promote_json,
+    set_app_values,
+    start_promote,
+    wait_until,
+)
+from helpers import APP, commit, make_repo
+
+from promote.devcluster.kube import Kube
+
+WHO = f"{getpass.getuser()}@{socket.gethostname()}"
+LEASE = "promote-default"
+
+
+def _waiting_line(ns: str) -> re.Pattern[str]:
+    """The progress line of an apply waiting for the lock, capturing the holder it names."""
+    return re.compile(rf"\sLease\s+{re.escape(ns)}\s+{LEASE}\s+Waiting\s.*lock held by (?P<holder>.+)$", re.M)
+
+
+def _holder_pid(kube: Kube, ns: str) -> int | None:
+    spec = (lease(kube, ns, LEASE) or {}).get("spec") or {}
+    holder = str(spec.get("holderIdentity") or "")
+    return int(holder.rsplit("/", 1)[1]) if holder.startswith(WHO + "/") else None
+
+
+def _parse_ts(ts: str) -> datetime:
+    return datetime.strptime(ts.replace("Z", ""), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+
+
+def test_concurrent_applies_take_turns(tmp_path: Path, kube: Kube, namespace: str) -> None:
+    repo = make_repo(tmp_path, namespace, f"{namespace}-prod-unused", default_values={"replicaCount": 1})
+    edit_env(repo, "default", values={**env_values(repo, "default"), **delay_pre_sync("5s")})
+    commit(repo, "slow migrations")
+    args = ("apply", "default", "--lock-timeout", "120s", "-o", "json")
+
+    procs = [start_promote(repo, tmp_path / "logs", name, *args) for name in ("a", "b")]
+    codes = [p.wait(timeout=240) for p in procs]
+
+    assert codes == [0, 0], [p.stderr() for p in procs]
+    waiters = [p for p in procs if _waiting_line(namespace).search(p.stderr())]
+    assert len(waiters) == 1, [p.stderr() for p in procs]
+    (waiter,) = waiters
+    (holder,) = [p for p in procs if p is not waiter]
+    m = _waiting_line(namespace).search(waiter.stderr())
+    assert m is not None
+    # Either the holder by name, or (when both raced for a fresh Lease) the one that just took it.
+    assert m["holder"] in (f"{WHO}/{holder.pid}", "another apply (it just took the lock)")
+    # The waiter did its work only after the holder was done with its own.
+    holder_events = holder.result()["events"]
+    waiter_work = [e for e in waiter.result()["events"] if e["kind"] != "Lease"]
+    assert holder_events and waiter_work
+    assert holder_events[-1]["time"] <= waiter_work[0]["time"]
+    assert available(deployment(kube, namespace, APP)) == (1, 1)
+    # Both gave the lock up.
+    assert lease(kube, namespace, LEASE) is None
+
+
+def test_waiter_reads_the_release_again_and_does_not_upgrade_twice(tmp_path: Path, kube: Kube, namespace: str) -> None:
+    repo = make_repo(tmp_path, namespace, f"{namespace}-prod-unused")
+    edit_env(repo, "default", values={**env_values(repo, "default"), **delay_pre_sync("5s")})
+    commit(repo, "slow migrations")
+    args = ("apply", "default", "--lock-timeout", "120s", "-o", "json")
+
+    procs = [start_promote(repo, tmp_path / "logs", name, *args) for name in ("a", "b")]
+    codes = [p.wait(timeout=240) for p in procs]
+
+    assert codes == [0, 0], [p.stderr() for p in procs]
+    # The same commit applied twice at once is one helm revision: the one that waited finds it done.
+    outcomes = sorted(p.result()["environments"][0]["outcome"] for p in procs)
+    assert outcomes == ["synced", "unchanged"], [p.stdout() for p in procs]
+    assert [r["revision"] for r in helm_history(namespace, APP)] == [1]
+
+
+def test_lock_timeout_names_the_holder(tmp_path: Path, kube: Kube, namespace: str) -> None:
+    repo = make_repo(tmp_path, namespace, f"{namespace}-prod-unused")
+    edit_env(repo, "default", values={**env_values(repo, "default"), **delay_pre_sync("8s")})
+    commit(repo, "slow migrations")
+    first = start_promote(repo, tmp_path / "logs", "first", "apply", "default", "--lock-timeout", "120s")
+    try:
+        wait_until(lambda: _holder_pid(kube, namespace) == first.pid, 60, "the first apply to hold the lock")
+
+        second = apply(repo, "default", "--lock-timeout", "1s", code=1)
+
+        assert f"environment default is locked by {WHO}/{first.pid}" in second.doc["error"]
+        assert f"Lease {namespace}/{LEASE}" in second.doc["error"]
+        assert "gave up after 1s" in second.doc["error"]
+        assert first.wait(timeout=120) == 0, first.stderr()
+    finally:
+        first.kill()
+    assert [r["revision"] for r in helm_history(namespace, APP)] == [1]
+
+
+def _kill_during_pre_sync(kube: Kube, namespace: str, proc: Process) -> None:
+    """SIGKILL promote and its helm child once the pre-sync hook pod exists (helm is mid-upgrade)."""
+    wait_until(
+        lambda: any(p["metadata"]["name"] == f"{APP}-pre-sync" for p in pods(kube, namespace)),
+        60,
+        "the pre-sync hook pod",
+    )
+    proc.kill()
+
+
+def _assert_dead_lease(kube: Kube, namespace: str, pid: int) -> None:
+    """The killed apply's Lease is still there (nobody gave it up) but stops being renewed: it expires."""
+    held = lease(kube, namespace, LEASE)
+    assert held is not None
+    assert held["spec"]["holderIdentity"] == f"{WHO}/{pid}"
+    assert held["spec"]["leaseDurationSeconds"] == 5
+    renewed = _parse_ts(held["spec"]["renewTime"])
+    time.sleep(6)
+    again = lease(kube, namespace, LEASE)
+    assert again is not None
+    assert again["spec"]["renewTime"] == held["spec"]["renewTime"]
+    assert renewed + timedelta(seconds=5) < datetime.now(UTC)
+
+
+def test_kill_9_during_upgrade_then_rerun_explains_and_recovers(tmp_path: Path, kube: Kube, namespace: str) -> None:
+    repo = make_repo(tmp_path, namespace, f"{namespace}-prod-unused")
+    apply(repo, "default", code=0)
+    set_app_values(repo, {"config": {"greeting": "v2"}})
+    edit_env(repo, "default", values={**env_values(repo, "default"), **delay_pre_sync("10s")})
+    commit(repo, "v2 with a slow migration")
+
+    victim = start_promote(repo, tmp_path / "logs", "victim", "apply", "default", "--lock-ttl", "5s")
+    _kill_during_pre_sync(kube, namespace, victim)
+
+    # helm was killed between writing the pending revision and finishing it.
+    assert [(r["revision"], r["status"]) for r in helm_history(namespace, APP)] == [
+        (1, "deployed"),
+        (2, "pending-upgrade"),
+    ]
+    _assert_dead_lease(kube, namespace, victim.pid)
+
+    started = time.monotonic()
+    rerun = apply(repo, "default", "--lock-ttl", "5s", "--timeout", "60s", code=1)
+    assert time.monotonic() - started < 30
+    error = rerun.doc["error"]
+    assert f"release {APP} in {namespace} is stuck in pending-upgrade (revision 2)" in error
+    assert "`promote rollback default`" in error
+    assert lease(kube, namespace, LEASE) is None
+
+    # The way out it names works, and then the apply converges.
+    promote_json(repo, "rollback", "default", code=0)
+    started = time.monotonic()
+    converged = apply(repo, "default", "--lock-ttl", "5s", "--timeout", "60s", code=0)
+    assert time.monotonic() - started < 60
+    assert converged.env("default")["outcome"] == "synced"
+    assert available(deployment(kube, namespace, APP)) == (1, 1)
+    assert helm_history(namespace, APP)[-1]["status"] == "deployed"
+
+
+def test_kill_9_during_first_install_then_rerun_explains_and_recovers(
+    tmp_path: Path, kube: Kube, namespace: str
+) -> None:
+    repo = make_repo(tmp_path, namespace, f"{namespace}-prod-unused")
+    edit_env(repo, "default", values={**env_values(repo, "default"), **delay_pre_sync("10s")})
+    commit(repo, "a slow first migration")
+
+    victim = start_promote(repo, tmp_path / "logs", "victim", "apply", "default", "--lock-ttl", "5s")
+    _kill_during_pre_sync(kube, namespace, victim)
+
+    assert [(r["revision"], r["status"]) for r in helm_history(namespace, APP)] == [(1, "pending-install")]
+    _assert_dead_lease(kube, namespace, victim.pid)
+
+    rerun = apply(repo, "default", "--lock-ttl", "5s", "--timeout", "60s", code=1)
+    assert f"release {APP} in {namespace} is stuck in pending-install (revision 1)" in rerun.doc["error"]
+    assert "`promote rollback default`" in rerun.doc["error"]
+
+    # The way out it names works, and then the apply converges.
+    promote_json(repo, "rollback", "default", code=0)
+    converged = apply(repo, "default", "--lock-ttl", "5s", "--timeout", "60s", code=0)
+    assert converged.env("default")["outcome"] == "synced"
+    assert available(deployment(kube, namespace, APP)) == (1, 1)
