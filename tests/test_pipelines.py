@@ -83,7 +83,7 @@ def github_scripts() -> list[tuple[str, str]]:
 def gitlab_scripts() -> list[tuple[str, str]]:
     """(job/section, script) of every job of the GitLab file, before_script included."""
     doc = load(GITLAB)
-    out = []
+    out: list[tuple[str, str]] = []
     for job, spec in doc.items():
         if not isinstance(spec, dict):
             continue
@@ -99,7 +99,7 @@ def hook_scripts() -> list[tuple[str, str]]:
 
 def all_commands() -> list[tuple[str, list[str]]]:
     """(where, argv) of every promote command in the pipelines and the hooks."""
-    out = []
+    out: list[tuple[str, list[str]]] = []
     for where, script in github_scripts() + gitlab_scripts() + hook_scripts():
         out.extend((where, argv) for argv in promote_commands(script))
     return out
