@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from promote.errors import ExitCode, exit_code_for
+from promote.errors import ConfigError, ExitCode, exit_code_for
 
 EXIT_CODES_HELP = """\b
 Exit codes (identical for every command):
@@ -131,16 +131,21 @@ def values_options(f: F) -> F:
     return f
 
 
+def _definitions(ctx: click.Context) -> Any:
+    """The definitions under -C (or the working directory), for shell completion."""
+    from promote import model
+    from promote.source import Source
+
+    root = ctx.find_root().params.get("root") or Path.cwd()
+    return model.load(Source(Path(root)))
+
+
 def _complete_envs(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
     from click.shell_completion import CompletionItem
 
     try:
-        from promote import model
-        from promote.source import Source
-
-        defs = model.load(Source(Path.cwd()))
-        return [CompletionItem(e) for e in defs.chain if e.startswith(incomplete)]
-    except Exception:
+        return [CompletionItem(e) for e in _definitions(ctx).chain if e.startswith(incomplete)]
+    except Exception:  # completion must never fail loudly
         return []
 
 
@@ -148,13 +153,21 @@ def _complete_apps(ctx: click.Context, param: click.Parameter, incomplete: str) 
     from click.shell_completion import CompletionItem
 
     try:
-        from promote import model
-        from promote.source import Source
-
-        defs = model.load(Source(Path.cwd()))
-        return [CompletionItem(a.name) for a in defs.apps if a.name.startswith(incomplete)]
-    except Exception:
+        return [CompletionItem(a.name) for a in _definitions(ctx).apps if a.name.startswith(incomplete)]
+    except Exception:  # completion must never fail loudly
         return []
+
+
+def app_option(f: F) -> F:
+    """--app NAME, repeatable, with completion."""
+    return click.option(
+        "--app",
+        "apps",
+        multiple=True,
+        metavar="NAME",
+        help="Only these apps (repeatable).",
+        shell_complete=_complete_apps,
+    )(f)
 
 
 def _options(app: AppContext, **kw: Any) -> Any:
@@ -172,7 +185,23 @@ def _options(app: AppContext, **kw: Any) -> Any:
     )
 
 
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+class PromoteGroup(click.Group):
+    """click exits 2 on usage errors, which our contract reserves for "changes pending": make it 1."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(int(ExitCode.ERROR))
+        except click.ClickException as e:
+            e.show()
+            sys.exit(int(ExitCode.ERROR))
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=PromoteGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, envvar="PROMOTE_DEBUG", help="Show tracebacks.")
 @click.option(
     "-C", "--chdir", "root", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository root."
@@ -252,6 +281,13 @@ def _duration(text: str) -> float:
     return parse_duration(text)
 
 
+def _at_least(text: str, minimum: float, option: str) -> float:
+    seconds = _duration(text)
+    if seconds < minimum:
+        raise ConfigError(f"{option} {text} is too short: at least {minimum:g}s")
+    return seconds
+
+
 @main.command()
 @click.argument("env", required=False, shell_complete=_complete_envs)
 @values_options
@@ -292,7 +328,7 @@ def apply(
         aopts = engine.ApplyOptions(
             timeout=_duration(timeout),
             lock_timeout=_duration(lock_timeout),
-            lock_ttl=_duration(lock_ttl),
+            lock_ttl=_at_least(lock_ttl, 1.0, "--lock-ttl"),
             only=only,
             allow_dirty=allow_dirty,
         )
@@ -302,11 +338,11 @@ def apply(
 
             saved_plan = saved.read(plan_file)
             if env and env != saved_plan["target"]:
-                raise click.UsageError(f"ENV {env} differs from the saved plan's target {saved_plan['target']}")
+                raise ConfigError(f"ENV {env} differs from the saved plan's target {saved_plan['target']}")
             target = saved_plan["target"]
             kw["apps"] = kw.get("apps") or saved.apps_of(saved_plan)
         if not target:
-            raise click.UsageError("give ENV, or a saved plan with --plan")
+            raise ConfigError("apply needs ENV, or a saved plan with --plan")
         # Progress goes to stderr, so stdout carries only the result (a table, or one JSON document).
         result = engine.apply(
             _options(app, **kw), aopts, target, lambda ev: app.echo(ev.line(), err=True), saved_plan=saved_plan
@@ -322,7 +358,7 @@ def apply(
 @click.option(
     "--to", "to", metavar="REVISION", help="Helm revision number or Git sha of a promotion (default: the previous)."
 )
-@click.option("--app", "apps", multiple=True, metavar="NAME", help="Only these apps (repeatable).")
+@app_option
 @output_option
 @click.option("--timeout", default="5m", show_default=True, help="How long each release may take to become healthy.")
 @click.option("--lock-timeout", default="60s", show_default=True, help="How long to wait for another apply's lock.")
@@ -346,7 +382,7 @@ def rollback(
 
 @main.command()
 @click.argument("env", shell_complete=_complete_envs)
-@click.option("--app", "apps", multiple=True, metavar="NAME", help="Only these apps (repeatable).")
+@app_option
 @output_option
 @click.pass_obj
 def history(app: AppContext, /, env: str, apps: tuple[str, ...], fmt: str) -> NoReturn:
@@ -425,7 +461,7 @@ def diff_cmd(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, **
 
 @main.command()
 @click.argument("env", shell_complete=_complete_envs)
-@click.option("--app", "apps", multiple=True, metavar="NAME", help="Only these apps (repeatable).")
+@app_option
 @click.option("--interval", default="30s", show_default=True, help="Time between checks.")
 @click.option("--self-heal", is_flag=True, help="Revert drift by applying ENV (its gate still applies).")
 @click.option("--max-iterations", type=click.IntRange(min=1), help="Stop after this many checks.")

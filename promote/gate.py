@@ -12,8 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from promote.health import Health, HealthStatus
-from promote.record import Promotion
-from promote.release import ReleaseHistory
+from promote.release import ReleaseHistory, promotion_of
 
 
 class GateResult(StrEnum):
@@ -59,7 +58,7 @@ def artifact_since(hist: ReleaseHistory, artifact: str) -> datetime | None:
     for rec in reversed(hist.records):
         if rec.status not in ("deployed", "superseded"):
             continue
-        p = Promotion.parse(rec.description)
+        p = promotion_of(hist, rec)
         if p is None or p.artifact != artifact:
             break
         since = p.at_time
@@ -80,7 +79,7 @@ def upstream_checks(
     """Upstream runs the artifact, is healthy, and has soaked long enough."""
     short = artifact[:8]
     deployed = hist.deployed
-    current = Promotion.parse(deployed.description) if deployed else None
+    current = promotion_of(hist, deployed)
     if deployed is None or hist.latest is None or hist.latest.status != "deployed":
         state = hist.latest.status if hist.latest else "not installed"
         return [

@@ -50,6 +50,8 @@ class EnvLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.waited = 0.0
+        # The holder of an expired lease we took: an apply that crashed, since a finished one deletes it.
+        self.took_over: str | None = None
 
     def current_holder(self) -> str | None:
         """The holder of the lock right now, if any (read-only, for `promote gate`)."""
@@ -62,6 +64,7 @@ class EnvLock:
         holder = holder_of(lease, now)
         if holder and holder != self.identity:
             return holder
+        previous = (lease or {}).get("spec", {}).get("holderIdentity")
         body: dict[str, Any] = {
             "apiVersion": LEASE_API,
             "kind": "Lease",
@@ -89,6 +92,8 @@ class EnvLock:
             if e.status in (409, 422):
                 return "another apply (it just took the lock)"
             raise
+        if previous and previous != self.identity:
+            self.took_over = str(previous)
         return None
 
     def acquire(self, timeout: float, on_wait: Any = None) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from promote import yamlio
 from promote.cluster import Cluster
+from promote.record import Promotion
 
 
 @dataclass(frozen=True)
@@ -93,3 +95,21 @@ def history(cluster: Cluster, namespace: str, release: str) -> ReleaseHistory:
 def stamp(cluster: Cluster, namespace: str, rec: ReleaseRecord, key: str, value: str) -> None:
     """Annotate a revision's storage Secret (helm ignores annotations there)."""
     cluster.patch("v1", "Secret", namespace, rec.secret_name, {"metadata": {"annotations": {key: value}}})
+
+
+_ROLLBACK = re.compile(r"^Rollback to (\d+)$")
+
+
+def promotion_of(hist: ReleaseHistory, rec: ReleaseRecord | None) -> Promotion | None:
+    """The promotion a revision carries; for helm's own "Rollback to N" (e.g. after --atomic), revision N's."""
+    seen: set[int] = set()
+    while rec is not None and rec.revision not in seen:
+        seen.add(rec.revision)
+        promo = Promotion.parse(rec.description)
+        if promo is not None:
+            return promo
+        m = _ROLLBACK.match(rec.description.strip())
+        if not m:
+            return None
+        rec = next((r for r in hist.records if r.revision == int(m.group(1))), None)
+    return None

@@ -22,7 +22,7 @@ from pyhelm3 import Client
 from pyhelm3.command import Command, SafeLoader
 from pyhelm3.models import Chart
 
-from promote.errors import HelmError
+from promote.errors import ConfigError, HelmError
 
 HELM_TIMEOUT = 300.0
 
@@ -162,7 +162,12 @@ def chart_default_values(info: ChartInfo) -> dict[str, Any]:
     f = info.path / "values.yaml"
     if not f.exists():
         return {}
-    data = yaml.load(f.read_text(), Loader=SafeLoader)
+    try:
+        data = yaml.load(f.read_text(), Loader=SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{f}:{mark.line + 1}" if mark is not None else str(f)
+        raise ConfigError(f"{where}: the chart's values.yaml is not valid YAML: {getattr(e, 'problem', e)}") from e
     return data if isinstance(data, dict) else {}
 
 

@@ -106,8 +106,21 @@ class HistoryEntry:
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {k: v for k, v in self.__dict__.items()}
+        """JSON form, camelCase like every other document."""
+        return {
+            "app": self.app,
+            "release": self.release,
+            "revision": self.revision,
+            "status": self.status,
+            "chart": self.chart,
+            "updated": self.updated,
+            "gitRevision": self.git_revision,
+            "artifact": self.artifact,
+            "values": self.values,
+            "by": self.by,
+            "action": self.action,
+            "description": self.description,
+        }
 
 
 @dataclass(frozen=True)

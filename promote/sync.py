@@ -233,6 +233,14 @@ async def helm_rollback(
     await helm._command.rollback(release, revision, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
 
 
+async def helm_uninstall(
+    *, cluster: Cluster, context: str | None, release: str, namespace: str, timeout: float
+) -> None:
+    """helm uninstall, waiting for it: the way out of an install that never completed."""
+    helm = render.client(kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version())
+    await helm._command.uninstall(release, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
+
+
 def health_error(release: str, namespace: str, h: health.Health, timeout: float) -> HealthError:
     """The error for a release that did not become healthy in time."""
     return HealthError(f"release {release} in {namespace} is {h.status.value} after {timeout:.0f}s: {h.message}")

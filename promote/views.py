@@ -283,7 +283,9 @@ class View:
     def violations(self, violations: list[Violation], checked: int) -> str:
         """Every violation, or a confirmation."""
         if self.fmt != OutputFormat.TABLE:
-            return self.dump({"valid": not violations, "violations": [v.to_dict() for v in violations]})
+            return self.dump(
+                {"schemaVersion": 1, "valid": not violations, "violations": [v.to_dict() for v in violations]}
+            )
         if not violations:
             return f"All {checked} app environment(s) valid."
         rows = [[v.file, v.app, v.environment, v.path, v.expected, json.dumps(v.value), v.schema] for v in violations]

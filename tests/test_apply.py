@@ -114,7 +114,7 @@ def test_reference_scenario(tmp_path: Path, kube: Kube, two_namespaces: tuple[st
     history = promote_json(repo, "history", "prod", code=0).doc["history"]
     assert [(h["release"], h["revision"], h["status"]) for h in history] == [(PROD_RELEASE, 1, "deployed")]
     (entry,) = history
-    assert entry["git_revision"] == head
+    assert entry["gitRevision"] == head
     assert entry["artifact"] == records["prod"]["artifact"]
     assert entry["values"] == records["prod"]["values"]
     assert entry["by"] == who

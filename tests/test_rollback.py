@@ -59,7 +59,7 @@ def test_rollback_to_the_previous_promotion(tmp_path: Path, kube: Kube, namespac
 
     history = promote_json(repo, "history", "default", code=0).doc["history"]
     assert [(h["revision"], h["action"]) for h in history] == [(1, "sync"), (2, "sync"), (3, "rollback")]
-    assert history[-1]["git_revision"] == v1
+    assert history[-1]["gitRevision"] == v1
 
 
 def test_rollback_to_a_chosen_revision(tmp_path: Path, kube: Kube, namespace: str) -> None:

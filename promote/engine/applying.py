@@ -22,7 +22,7 @@ from promote.errors import GateBlocked, HelmError, PolicyViolation, PromoteError
 from promote.gate import GateCheck
 from promote.lock import EnvLock
 from promote.plan import ReleasePlan
-from promote.release import ReleaseHistory, history, stamp
+from promote.release import ReleaseHistory, history, promotion_of, stamp
 from promote.results import ApplyResult, EnvResult, ReleaseResult
 
 
@@ -230,13 +230,38 @@ def sync_release(
 
     lock.acquire(aopts.lock_timeout, on_wait=waiting)
     try:
-        # Re-read under the lock: an apply we waited for may have changed the release.
         hist = history(cluster, ns, release)
         if hist.latest and hist.latest.status.startswith("pending-"):
-            raise HelmError(
-                f"release {release} in {ns} is stuck in {hist.latest.status} (revision {hist.latest.revision}), "
-                f"left by a helm process that was killed. Way out: `promote rollback {env}`, or "
-                f"`helm rollback {release} -n {ns}`"
+            if not lock.took_over:
+                raise HelmError(_stuck_message(env, release, ns, hist))
+            # We took the lock of an apply that crashed mid-helm: its pending state is ours to clear.
+            emit(
+                sync.Event(
+                    record.now(),
+                    env,
+                    "Release",
+                    ns,
+                    release,
+                    hist.latest.status,
+                    "",
+                    "",
+                    f"recovering: the apply of {lock.took_over} crashed and left it {hist.latest.status}",
+                )
+            )
+            recover_pending(cluster, t, hist, aopts)
+            hist = history(cluster, ns, release)
+        # Plan again under the lock: an apply we waited for may already have done the work.
+        fresh = asyncio.run(_plan_all([t], {t.context: cluster}, []))[0]
+        if fresh.errors:
+            raise PromoteError(f"cannot sync {release} in {ns}: {'; '.join(fresh.errors)}")
+        if not fresh.has_changes:
+            return ReleaseResult(
+                t.app.name,
+                release,
+                ns,
+                "unchanged",
+                fresh.current_revision,
+                message="already in sync (another apply did it while we waited)",
             )
         rendered = asyncio.run(
             render.render(
@@ -322,7 +347,47 @@ def rollback(opts: Options, aopts: ApplyOptions, env: str, to: str | None, emit:
         return ApplyResult(env, revision, (res,), (), str(e), int(exit_code_for(e)))
 
 
+def _stuck_message(env: str, release: str, ns: str, hist: ReleaseHistory) -> str:
+    assert hist.latest is not None
+    state = f"release {release} in {ns} is stuck in {hist.latest.status} (revision {hist.latest.revision})"
+    if hist.deployed is None:
+        way = (
+            f"`promote rollback {env}` (uninstalls the install that never completed), "
+            f"or `helm uninstall {release} -n {ns}`"
+        )
+    else:
+        way = (
+            f"`promote rollback {env}` (back to revision {hist.deployed.revision}), "
+            f"or `helm rollback {release} -n {ns}`"
+        )
+    return f"{state}, left by a helm process that was killed or is still running. Way out: {way}"
+
+
+def recover_pending(cluster: Cluster, t: Target, hist: ReleaseHistory, aopts: ApplyOptions) -> str:
+    """Clear a pending-* state: back to the last deployed revision, or uninstall a never-completed install."""
+    ns, release = t.env.namespace, t.env.release
+    if hist.deployed is None:
+        asyncio.run(
+            sync.helm_uninstall(
+                cluster=cluster, context=t.context, release=release, namespace=ns, timeout=aopts.timeout
+            )
+        )
+        return "uninstalled the install that never completed"
+    asyncio.run(
+        sync.helm_rollback(
+            cluster=cluster,
+            context=t.context,
+            release=release,
+            namespace=ns,
+            revision=hist.deployed.revision,
+            timeout=aopts.timeout,
+        )
+    )
+    return f"helm rollback to revision {hist.deployed.revision}"
+
+
 def _pick(hist: ReleaseHistory, to: str | None) -> tuple[int, record.Promotion | None]:
+    """The revision to roll back to, and the promotion it carries (following helm's own rollbacks)."""
     current = hist.deployed
     if current is None:
         raise HelmError("nothing to roll back: the release has no deployed revision")
@@ -342,14 +407,23 @@ def _pick(hist: ReleaseHistory, to: str | None) -> tuple[int, record.Promotion |
         if not found:
             raise HelmError(f"no promotion of Git revision {to} in this release's history")
         chosen = found[-1]
-    return chosen.revision, record.Promotion.parse(chosen.description)
+    return chosen.revision, promotion_of(hist, chosen)
 
 
 def _rollback_release(
     ws: Workspace, cluster: Cluster, t: Target, aopts: ApplyOptions, to: str | None, emit: sync.Emit
 ) -> ReleaseResult:
     ns, release = t.env.namespace, t.env.release
-    number, promo = _pick(history(cluster, ns, release), to)
+    hist = history(cluster, ns, release)
+    if hist.latest and hist.latest.status.startswith("pending-") and to is None:
+        # The way out of a stuck release: its last good state (none, for an install that never completed).
+        done = recover_pending(cluster, t, hist, aopts)
+        after = history(cluster, ns, release)
+        revision = after.latest.revision if after.latest else None
+        return ReleaseResult(
+            t.app.name, release, ns, "rolled-back", revision, release_health(cluster, ns, after).status.value, done
+        )
+    number, promo = _pick(hist, to)
     if promo and not promo.revision.endswith("-dirty"):
         try:
             with Workspace(replace(ws.opts, revision=promo.revision)) as old:

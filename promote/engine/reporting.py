@@ -19,7 +19,7 @@ from promote.engine.applying import release_health
 from promote.engine.planning import Detail, _connect_all, _plan_all
 from promote.engine.workspace import Options, Target, Workspace
 from promote.plan import Action
-from promote.release import ReleaseHistory, history
+from promote.release import ReleaseHistory, history, promotion_of
 from promote.results import HistoryEntry, ReleaseStatus, ResourceDiff
 from promote.sync import SyncStatus
 
@@ -120,7 +120,7 @@ def status(opts: Options, env: str | None) -> tuple[str, list[ReleaseStatus]]:
             cluster = clusters[t.context]
             hist = history(cluster, t.env.namespace, t.env.release)
             h = release_health(cluster, t.env.namespace, hist)
-            promo = record.Promotion.parse(hist.deployed.description) if hist.deployed else None
+            promo = promotion_of(hist, hist.deployed)
             if hist.deployed is None:
                 sync_status = SyncStatus.MISSING
             elif p.has_changes or p.errors:
@@ -148,14 +148,17 @@ def status(opts: Options, env: str | None) -> tuple[str, list[ReleaseStatus]]:
         return revision, out
 
 
-def _yaml(obj: dict[str, Any] | None, target: Target, masked_changed: set[str]) -> str:
+def _yaml(obj: dict[str, Any] | None, target: Target, masked_changed: set[str], side: str) -> str:
+    """An object as YAML; Secret values masked, a changed one marked per side so the diff shows the key."""
     if obj is None:
         return ""
     clean = diff.normalize(obj, target.env.ignore)
     if clean.get("kind") == "Secret":
         for key in ("data", "stringData"):
             if isinstance(clean.get(key), dict):
-                clean[key] = {k: diff.SENSITIVE + (" (changed)" if k in masked_changed else "") for k in clean[key]}
+                clean[key] = {
+                    k: f"{diff.SENSITIVE} ({side} value)" if k in masked_changed else diff.SENSITIVE for k in clean[key]
+                }
     return yaml.safe_dump(clean, sort_keys=True)
 
 
@@ -186,8 +189,8 @@ def diffs(opts: Options, env: str) -> list[ResourceDiff]:
                         namespace=change.namespace,
                         name=change.name,
                         action=change.action.value,
-                        git=_yaml(wanted, t, changed),
-                        live=_yaml(live, t, changed),
+                        git=_yaml(wanted, t, changed, "Git"),
+                        live=_yaml(live, t, changed, "live"),
                     )
                 )
         return out
