@@ -38,6 +38,7 @@ class AppContext:
     kubeconfig: str | None
     context: str | None
     color: bool | None
+    qps: float = 500.0
     fmt: str = "table"
 
     def view(self) -> Any:
@@ -182,6 +183,7 @@ def _options(app: AppContext, **kw: Any) -> Any:
         set_string=tuple(kw.get("set_string") or ()),
         context=app.context,
         kubeconfig=app.kubeconfig,
+        qps=app.qps,
     )
 
 
@@ -211,14 +213,23 @@ class PromoteGroup(click.Group):
 )
 @click.option("--context", "kube_context", help="Kube context for environments whose definition sets none.")
 @click.option("--no-color", is_flag=True, help="No colours (NO_COLOR is respected too).")
+@click.option(
+    "--qps", type=click.FloatRange(min=1), default=500, show_default=True, help="Kubernetes API requests per second."
+)
 @click.version_option(package_name="promote")
 @click.pass_context
 def main(
-    ctx: click.Context, debug: bool, root: Path, kubeconfig: str | None, kube_context: str | None, no_color: bool
+    ctx: click.Context,
+    debug: bool,
+    root: Path,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    no_color: bool,
+    qps: float,
 ) -> None:
     """Promote Helm-charted apps through an ordered chain of environments, Git being the source of truth."""
     color = False if (no_color or os.environ.get("NO_COLOR")) else None
-    ctx.obj = AppContext(debug=debug, root=root, kubeconfig=kubeconfig, context=kube_context, color=color)
+    ctx.obj = AppContext(debug=debug, root=root, kubeconfig=kubeconfig, context=kube_context, color=color, qps=qps)
 
 
 @main.command()

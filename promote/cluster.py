@@ -94,7 +94,7 @@ class Cluster:
     """One kube context."""
 
     def __init__(
-        self, context: str | None = None, kubeconfig: str | None = None, *, qps: float = 100, burst: int = 200
+        self, context: str | None = None, kubeconfig: str | None = None, *, qps: float = 500, burst: int = 1000
     ):
         from kubernetes import client, config
 
@@ -310,7 +310,7 @@ class Cluster:
         return ns is not None and not ns.get("metadata", {}).get("deletionTimestamp")
 
 
-_CLUSTERS: dict[tuple[str | None, str | None], Cluster] = {}
+_CLUSTERS: dict[tuple[str | None, str], Cluster] = {}
 _CLUSTERS_LOCK = threading.Lock()
 
 
@@ -324,10 +324,13 @@ def resolve_kubeconfig(kubeconfig: str | None) -> str:
     return kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
 
 
-def connect(context: str | None, kubeconfig: str | None = None) -> Cluster:
-    """The one Cluster for a (context, kubeconfig) in this process."""
+DEFAULT_QPS = 500.0  # a local or healthy apiserver takes this easily; --qps lowers it for a busy one
+
+
+def connect(context: str | None, kubeconfig: str | None = None, qps: float = DEFAULT_QPS) -> Cluster:
+    """The one Cluster for a (context, kubeconfig) in this process, rate-limited to `qps` (burst 2x)."""
     key = (context, resolve_kubeconfig(kubeconfig))
     with _CLUSTERS_LOCK:
         if key not in _CLUSTERS:
-            _CLUSTERS[key] = Cluster(context, kubeconfig)
+            _CLUSTERS[key] = Cluster(context, kubeconfig, qps=qps, burst=max(1, int(2 * qps)))
         return _CLUSTERS[key]

@@ -201,7 +201,7 @@ def redact(obj: dict[str, Any]) -> dict[str, Any]:
 
 # --- ownership --------------------------------------------------------------------------------------
 
-OUR_MANAGERS = ("helm", "promote")
+OUR_MANAGERS = frozenset({"helm", "promote"})  # exact names: Flux's "helm-controller" is another controller
 # Field managers that are people at a terminal, not controllers: their edits are drift.
 HUMAN_MANAGER_PREFIXES = ("kubectl",)
 
@@ -252,7 +252,7 @@ def owned_by_other_controller(live: dict[str, Any], segments: tuple[Any, ...]) -
     if not owners:
         return None
     for m in owners:
-        if m.startswith(OUR_MANAGERS) or m.startswith(HUMAN_MANAGER_PREFIXES):
+        if m in OUR_MANAGERS or m.startswith(HUMAN_MANAGER_PREFIXES):
             return None
     return owners[0]
 
@@ -295,9 +295,11 @@ def covers(live: Any, want: Any, field: str = "") -> bool:
 
 
 def fingerprint_secret(obj: dict[str, Any]) -> dict[str, Any]:
-    """A Secret with its data values replaced by fingerprints (other kinds unchanged)."""
-    if obj.get("kind") != "Secret" or not isinstance(obj.get("data"), dict):
+    """A Secret with its data and stringData values replaced by fingerprints (other kinds unchanged)."""
+    if obj.get("kind") != "Secret":
         return obj
     out = dict(obj)
-    out["data"] = {k: secret_fingerprint(v) for k, v in obj["data"].items()}
+    for key in ("data", "stringData"):
+        if isinstance(obj.get(key), dict):
+            out[key] = {k: secret_fingerprint(v) for k, v in obj[key].items()}
     return out

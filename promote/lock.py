@@ -49,7 +49,7 @@ class EnvLock:
         self.identity, self.ttl = identity, ttl
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.waited = 0.0
+        self.waited = 0.0  # seconds spent waiting for another holder
         # The holder of an expired lease we took: an apply that crashed, since a finished one deletes it.
         self.took_over: str | None = None
 
@@ -109,11 +109,12 @@ class EnvLock:
                     f"environment {self.env} is locked by {holder} (Lease {self.namespace}/{self.name}); "
                     f"gave up after {timeout:.0f}s (--lock-timeout)"
                 )
-            if on_wait and not announced:
+            if not announced and on_wait:
                 on_wait(holder)
-                announced = True
+            announced = True
             time.sleep(1.0)
-        self.waited = time.monotonic() - start
+        # Zero when the lock was free at once: the caller's plan is then still current.
+        self.waited = (time.monotonic() - start) if announced else 0.0
         self._thread = threading.Thread(target=self._renew, name=f"lease-{self.env}", daemon=True)
         self._thread.start()
 

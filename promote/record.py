@@ -17,6 +17,8 @@ from enum import StrEnum
 PREFIX = "promote "
 # On the current helm storage Secret: when the sync finished healthy. helm ignores its Secrets' annotations.
 SYNCED_AT_ANNOTATION = "promote.dev/synced-at"
+# Beside it, the UIDs of the workloads' pods at that moment: a pod not among them was recreated since.
+SYNCED_PODS_ANNOTATION = "promote.dev/synced-pods"
 
 
 class RecordAction(StrEnum):

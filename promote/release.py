@@ -92,9 +92,9 @@ def history(cluster: Cluster, namespace: str, release: str) -> ReleaseHistory:
     return ReleaseHistory(tuple(records))
 
 
-def stamp(cluster: Cluster, namespace: str, rec: ReleaseRecord, key: str, value: str) -> None:
+def stamp(cluster: Cluster, namespace: str, rec: ReleaseRecord, annotations: dict[str, str]) -> None:
     """Annotate a revision's storage Secret (helm ignores annotations there)."""
-    cluster.patch("v1", "Secret", namespace, rec.secret_name, {"metadata": {"annotations": {key: value}}})
+    cluster.patch("v1", "Secret", namespace, rec.secret_name, {"metadata": {"annotations": annotations}})
 
 
 _ROLLBACK = re.compile(r"^Rollback to (\d+)$")

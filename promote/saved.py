@@ -67,6 +67,13 @@ def moved(saved: dict[str, Any], now: Plan) -> list[str]:
     current = now.to_dict()
     if saved["revision"] != current["revision"]:
         out.append(f"the Git revision moved: the plan was made at {saved['revision']}, now it is {current['revision']}")
+    old_envs = {e["name"]: e for e in saved["environments"]}
+    for e in current["environments"]:
+        before = old_envs.get(e["name"])
+        if before is not None and before.get("context") != e.get("context"):
+            out.append(
+                f"{e['name']}: the kube context moved: planned against {before.get('context')}, now {e.get('context')}"
+            )
     old, new = _index(saved), _index(current)
     for key in sorted(set(old) | set(new)):
         env, app = key
@@ -77,6 +84,11 @@ def moved(saved: dict[str, Any], now: Plan) -> list[str]:
             out.append(f"{env}/{app} is new since the plan")
             continue
         a, b = old[key], new[key]
+        if (a.get("namespace"), a.get("release")) != (b.get("namespace"), b.get("release")):
+            out.append(
+                f"{env}/{app}: planned for release {a.get('release')} in {a.get('namespace')}, "
+                f"now {b.get('release')} in {b.get('namespace')}"
+            )
         for field, what in (
             ("artifactDigest", "the release artifact (chart or app-wide values)"),
             ("valuesDigest", "the values"),

@@ -105,13 +105,14 @@ class Watcher:
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        for t in self._threads:
-            t.join(timeout=2)
+        # Only the poller is joined: the hook watcher may sit in a blocking read until the next pod event
+        # or the server's timeout, and it emits nothing once stopped, so waiting for it would only cost time.
+        self._threads[1].join(timeout=2)
 
     def _report(self, kind: str, name: str, status: str, h: health.Health, hook: str, message: str = "") -> None:
         key = (kind, name)
         state = (status, h.status.value)
-        if self._seen.get(key) == state:
+        if self.stop.is_set() or self._seen.get(key) == state:
             return
         self._seen[key] = state
         self._emit(kind, name, status, h.status.value, hook, message or h.message)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import Result
@@ -33,35 +32,6 @@ from jsonschema import Draft202012Validator
 
 from promote.devcluster.kube import Kube
 
-# `promote diff -o json` has no published schema yet; this is what it prints (views.View.diffs).
-DIFF_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["schemaVersion", "diffs"],
-    "additionalProperties": False,
-    "properties": {
-        "schemaVersion": {"const": 1},
-        "diffs": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["env", "app", "kind", "namespace", "name", "action", "git", "live"],
-                "additionalProperties": False,
-                "properties": {
-                    "env": {"type": "string"},
-                    "app": {"type": "string"},
-                    "kind": {"type": "string"},
-                    "namespace": {"type": ["string", "null"]},
-                    "name": {"type": "string"},
-                    "action": {"enum": ["create", "update", "delete"]},
-                    "git": {"type": "string"},
-                    "live": {"type": "string"},
-                },
-            },
-        },
-    },
-}
-
 
 @dataclass
 class World:
@@ -73,10 +43,10 @@ class World:
     secrets: list[str]
     results: dict[str, Result] = field(default_factory=dict)
 
-    def run(self, *args: str, code: int) -> Result:
-        """`promote -C repo ARGS`, asserting the exit code and that no Secret value leaks anywhere."""
+    def run(self, *args: str, code: int | None) -> Result:
+        """`promote -C repo ARGS`, asserting the exit code (unless None) and that no Secret value leaks."""
         result = cli(self.repo, *args)
-        assert result.exit_code == code, (
+        assert code is None or result.exit_code == code, (
             f"promote {' '.join(args)}: exit {result.exit_code}, expected {code}\n"
             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
@@ -226,7 +196,7 @@ def test_diff_json_masks_the_secret(world: World) -> None:
     table = world.run("diff", "prod", code=0).stdout
     as_yaml = yaml_doc(world.run("diff", "prod", "-o", "yaml", code=0))
 
-    errors = [e.message for e in Draft202012Validator(DIFF_SCHEMA).iter_errors(doc)]
+    errors = [e.message for e in Draft202012Validator(schema("diff")).iter_errors(doc)]
     assert not errors, errors
     assert as_yaml == doc
     assert [(d["kind"], d["action"]) for d in doc["diffs"]] == [("Secret", "update")]
@@ -234,6 +204,20 @@ def test_diff_json_masks_the_secret(world: World) -> None:
     # People read the table: a drifted Secret must show there too, its values masked.
     assert "python-app-secret" in table
     assert "password" in table
+
+
+def test_gate_json_matches_schema_and_its_verdict_matches_the_exit_code(world: World) -> None:
+    result = world.run("gate", "prod", "-o", "json", code=None)
+    doc = json_doc(result)
+    as_yaml = yaml_doc(world.run("gate", "prod", "-o", "yaml", code=None))
+
+    assert_branch(doc, "gate", "gate")
+    assert as_yaml == doc
+    assert result.exit_code == (0 if doc["allowed"] else 3)
+    assert {c["name"] for c in doc["checks"]} >= {"values-valid", "clean-tree", "upstream-artifact", "lock"}
+    # A failing check makes the document invalid when it claims to be allowed.
+    forged = {**doc, "allowed": True, "checks": [*doc["checks"], {**doc["checks"][0], "result": "fail"}]}
+    assert list(Draft202012Validator(schema("gate")).iter_errors(forged))
 
 
 def test_history_json_matches_schema(world: World) -> None:
@@ -320,13 +304,13 @@ def test_apply_and_rollback_of_an_unknown_environment_report_in_their_own_docume
 
 def test_every_command_schema_accepts_the_error_document_and_nothing_else() -> None:
     error = {"error": "unknown environment 'x': the chain defines default, prod", "exitCode": 1}
-    for name in ("plan", "status", "apply-result", "history", "validate", "error"):
+    for name in ("plan", "status", "apply-result", "history", "validate", "diff", "gate", "error"):
         assert_valid(error, name)
         for bad in ({}, {"error": "x"}, {"error": "x", "exitCode": 1, "extra": True}, {"error": "", "exitCode": 1}):
             assert list(Draft202012Validator(schema(name)).iter_errors(bad)), (name, bad)
     # The error branch of every command schema is the published error schema.
     standalone = {k: v for k, v in schema("error").items() if k not in ("$schema", "$id", "title")}
-    for name in ("plan", "status", "apply-result", "history", "validate"):
+    for name in ("plan", "status", "apply-result", "history", "validate", "diff", "gate"):
         assert schema(name)["$defs"]["error"] == standalone, name
 
 
@@ -337,6 +321,8 @@ def test_schemas_are_valid_draft_2020_12_and_require_schema_version() -> None:
         ("apply-result", "applyResult"),
         ("history", "history"),
         ("validate", "validate"),
+        ("diff", "diff"),
+        ("gate", "gate"),
     ):
         doc = schema(name)
         Draft202012Validator.check_schema(doc)

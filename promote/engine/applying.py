@@ -66,7 +66,7 @@ def gate_checks(
         if up is None:
             continue
         up_context = up.context or ws.opts.context
-        up_cluster = clusters.get(up_context) or connect(up_context, ws.opts.kubeconfig)
+        up_cluster = clusters.get(up_context) or connect(up_context, ws.opts.kubeconfig, ws.opts.qps)
         hist = history(up_cluster, up.namespace, up.release)
         checks.extend(
             gate.upstream_checks(
@@ -126,13 +126,18 @@ def apply(
             targets = ws.targets(chain)
             _fail_on_violations(ws.validate(targets), targets, target)
             clusters = _connect_all(opts, targets)
-            plans = asyncio.run(_plan_all(targets, clusters, []))
+            renders: dict[int, list[dict[str, Any]]] = {}
+            plans = asyncio.run(_plan_all(targets, clusters, [], renders=renders))
             revision = ws.source.revision()
             if saved_plan is not None:
                 saved.verify(saved_plan, assemble(target, chain, targets, plans, revision))
             label = _ref_label(ws, revision)
             for env in (target,) if aopts.only else chain:
-                pairs = [(t, p) for t, p in zip(targets, plans, strict=True) if t.env.name == env]
+                pairs = [
+                    (t, p, renders.get(i))
+                    for i, (t, p) in enumerate(zip(targets, plans, strict=True))
+                    if t.env.name == env
+                ]
                 env_results.append(_apply_env(ws, clusters, aopts, env, pairs, revision, label, record_event))
         return ApplyResult(target, revision, tuple(env_results), tuple(events), None, 0)
     except _EnvFailed as f:
@@ -148,31 +153,31 @@ def _apply_env(
     clusters: dict[str | None, Cluster],
     aopts: ApplyOptions,
     env: str,
-    pairs: list[tuple[Target, ReleasePlan]],
+    pairs: list[tuple[Target, ReleasePlan, list[dict[str, Any]] | None]],
     revision: str,
     label: str,
     emit: sync.Emit,
 ) -> EnvResult:
     start = time.monotonic()
-    context = pairs[0][1].context if pairs else None
+    context = pairs[0][1].context if pairs else None  # (target, plan, rendered)
 
     def result(outcome: str, releases: list[ReleaseResult], checks: list[GateCheck], env_health: str = "") -> EnvResult:
         return EnvResult(
             env, context, outcome, label, env_health, time.monotonic() - start, tuple(releases), tuple(checks)
         )
 
-    for _, p in pairs:
+    for _, p, _ in pairs:
         if p.errors:
             raise _EnvFailed(
                 result("failed", [], []), PromoteError(f"cannot apply {env}: {p.app}: {'; '.join(p.errors)}")
             )
-    checks = gate_checks(ws, clusters, env, [t for t, _ in pairs], aopts.allow_dirty)
+    checks = gate_checks(ws, clusters, env, [t for t, _, _ in pairs], aopts.allow_dirty)
     failed = [c for c in checks if c.result == gate.GateResult.FAIL]
     if failed:
         why = "; ".join(f"{c.app + ': ' if c.app else ''}{c.reason}" for c in failed)
         raise _EnvFailed(result("blocked", [], checks), GateBlocked(f"promotion to {env} blocked: {why}"))
     results: list[ReleaseResult] = []
-    for t, p in pairs:
+    for t, p, rendered in pairs:
         if not p.has_changes:
             results.append(
                 ReleaseResult(
@@ -194,12 +199,12 @@ def _apply_env(
             at=record.now().isoformat(),
         )
         try:
-            results.append(sync_release(clusters[t.context], t, promo, aopts, emit, changes=p))
+            results.append(sync_release(clusters[t.context], t, promo, aopts, emit, changes=p, rendered=rendered))
         except PromoteError as e:
             results.append(ReleaseResult(t.app.name, t.env.release, t.env.namespace, "failed", message=str(e)))
             raise _EnvFailed(result("failed", results, checks, "Degraded"), e) from e
     outcome = "synced" if any(r.outcome == "synced" for r in results) else "unchanged"
-    return result(outcome, results, checks, _env_health(clusters, [t for t, _ in pairs]))
+    return result(outcome, results, checks, _env_health(clusters, [t for t, _, _ in pairs]))
 
 
 def _env_health(clusters: dict[str | None, Cluster], targets: list[Target]) -> str:
@@ -218,8 +223,13 @@ def sync_release(
     emit: sync.Emit,
     *,
     changes: ReleasePlan | None = None,
+    rendered: list[dict[str, Any]] | None = None,
 ) -> ReleaseResult:
-    """Lock the environment, helm upgrade one release, wait until healthy; roll back on failure."""
+    """Lock the environment, helm upgrade one release, wait until healthy; roll back on failure.
+
+    `changes` and `rendered` are the plan made before taking the lock; when we had to wait for the lock
+    (or took over a crashed apply's), the release is planned again under it.
+    """
     env, ns, release = t.env.name, t.env.namespace, t.env.release
     lock = EnvLock(cluster, ns, env, f"{promo.by}/{os.getpid()}", ttl=aopts.lock_ttl)
     if not cluster.namespace_exists(ns):
@@ -250,29 +260,22 @@ def sync_release(
             )
             recover_pending(cluster, t, hist, aopts)
             hist = history(cluster, ns, release)
-        # Plan again under the lock: an apply we waited for may already have done the work.
-        fresh = asyncio.run(_plan_all([t], {t.context: cluster}, []))[0]
-        if fresh.errors:
-            raise PromoteError(f"cannot sync {release} in {ns}: {'; '.join(fresh.errors)}")
-        if not fresh.has_changes:
-            return ReleaseResult(
-                t.app.name,
-                release,
-                ns,
-                "unchanged",
-                fresh.current_revision,
-                message="already in sync (another apply did it while we waited)",
-            )
-        rendered = asyncio.run(
-            render.render(
-                render.client(kube_version=cluster.server_version()),
-                t.chart,
-                release=release,
-                namespace=ns,
-                values=t.values,
-                is_upgrade=hist.deployed is not None,
-            )
-        )
+        if changes is None or rendered is None or lock.waited > 0 or lock.took_over:
+            # Plan again under the lock: an apply we waited for may already have done the work.
+            renders: dict[int, list[dict[str, Any]]] = {}
+            changes = asyncio.run(_plan_all([t], {t.context: cluster}, [], renders=renders))[0]
+            rendered = renders.get(0, [])
+            if changes.errors:
+                raise PromoteError(f"cannot sync {release} in {ns}: {'; '.join(changes.errors)}")
+            if not changes.has_changes:
+                return ReleaseResult(
+                    t.app.name,
+                    release,
+                    ns,
+                    "unchanged",
+                    changes.current_revision,
+                    message="already in sync (another apply did it while we waited)",
+                )
         objs = [o for o in rendered if not render.hook_annotation(o)]
         workloads = [
             (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs if o.get("kind") in sync.WORKLOAD_KINDS
@@ -307,7 +310,19 @@ def sync_release(
             raise sync.health_error(release, ns, h, aopts.timeout)
         current = history(cluster, ns, release).deployed
         if current is not None and current.revision == rev:
-            stamp(cluster, ns, current, record.SYNCED_AT_ANNOTATION, record.now().isoformat())
+            uids = sorted(
+                p["metadata"]["uid"]
+                for o in objs
+                if o.get("kind") in ("Deployment", "StatefulSet", "DaemonSet")
+                and (w := cluster.get(o["apiVersion"], o["kind"], ns, o["metadata"]["name"])) is not None
+                for p in sync.workload_pods(cluster, ns, w)
+            )
+            stamp(
+                cluster,
+                ns,
+                current,
+                {record.SYNCED_AT_ANNOTATION: record.now().isoformat(), record.SYNCED_PODS_ANNOTATION: ",".join(uids)},
+            )
         return ReleaseResult(
             t.app.name, release, ns, "synced", rev, h.status.value, h.message, changes.changes if changes else ()
         )

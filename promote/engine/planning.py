@@ -65,7 +65,7 @@ def _connect_all(opts: Options, targets: list[Target]) -> dict[str | None, Clust
     clusters: dict[str | None, Cluster] = {}
     for t in targets:
         if t.context not in clusters:
-            c = connect(t.context, opts.kubeconfig)
+            c = connect(t.context, opts.kubeconfig, opts.qps)
             c.server_version()
             clusters[t.context] = c
     return clusters
@@ -76,8 +76,13 @@ async def _plan_all(
     clusters: dict[str | None, Cluster],
     violations: list[Violation],
     details: dict[int, list[Detail]] | None = None,
+    renders: dict[int, list[dict[str, Any]]] | None = None,
 ) -> list[ReleasePlan]:
-    """Plan every target in parallel; `details` (by target index) collects objects for `promote diff`."""
+    """Plan every target in parallel.
+
+    By target index, `details` collects objects for `promote diff`, and `renders` what was rendered (from
+    the cache, Secret values fingerprinted), for apply to know a release's workloads without rendering again.
+    """
     helm_slots = asyncio.Semaphore(_parallelism())
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="promote-api")
     loop = asyncio.get_running_loop()
@@ -113,6 +118,8 @@ async def _plan_all(
             )
             cacheable = not t.chart.uses_lookup
             if cacheable and details is None and (hit := rendercache.load(key)) is not None:
+                if renders is not None:
+                    renders[i] = [dict(o) for o in hit[0]]
                 quick = await loop.run_in_executor(pool, prove_unchanged, snap, t, hit[0], hist, base, hit[1])
                 if quick is not None:
                     return quick
@@ -123,6 +130,8 @@ async def _plan_all(
             digest = manifest_digest(rendered)
             if cacheable:
                 rendercache.store(key, rendered, digest)
+            if renders is not None:
+                renders[i] = rendered
             sink = details.setdefault(i, []) if details is not None else None
             return await loop.run_in_executor(pool, compare, snap, t, rendered, hist, base, digest, sink)
         except PromoteError as e:

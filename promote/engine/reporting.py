@@ -67,6 +67,8 @@ def runtime_notes(cluster: Cluster, namespace: str, hist: ReleaseHistory) -> lis
     # When the last sync finished (stamped by apply); without it, a rollout's own pods would look recreated.
     stamp = deployed.annotations.get(record.SYNCED_AT_ANNOTATION)
     synced_at = _parse_time(stamp) if stamp else None
+    known = deployed.annotations.get(record.SYNCED_PODS_ANNOTATION)
+    synced_pods = set(known.split(",")) if known else None
     notes: list[str] = []
     for o in deployed.manifest:
         if o.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet"):
@@ -96,10 +98,8 @@ def runtime_notes(cluster: Cluster, namespace: str, hist: ReleaseHistory) -> lis
             )
             if not ready and not p["metadata"].get("deletionTimestamp"):
                 notes.append(f"Pod {p['metadata']['name']}: not ready ({p.get('status', {}).get('phase', 'Pending')})")
-        if synced_at is not None:
-            recreated = [
-                p for p in pods if (_parse_time(p["metadata"].get("creationTimestamp", "")) or synced_at) > synced_at
-            ]
+        if synced_at is not None and synced_pods is not None:
+            recreated = [p for p in pods if p["metadata"].get("uid") not in synced_pods]
             if recreated:
                 notes.append(
                     f"{name}: {len(recreated)} pod(s) recreated since the last sync at {synced_at:%Y-%m-%d %H:%M:%S}"

@@ -30,6 +30,7 @@ class Options:
     set_string: tuple[str, ...] = ()
     context: str | None = None
     kubeconfig: str | None = None
+    qps: float = 500.0
 
 
 @dataclass(frozen=True)
