@@ -8,6 +8,7 @@ schemas/environment.schema.json, and all problems are reported together.
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 import re
@@ -132,8 +133,10 @@ def parse_duration(text: str) -> float:
     return total
 
 
+@functools.cache
 def _schema() -> dict[str, Any]:
-    # The published schema lives in schemas/ at the repo top; an installed package carries a copy.
+    # The published schema lives in schemas/ at the repo top; the package links to it, and a built
+    # package carries a copy.
     here = resources.files("promote").joinpath("environment.schema.json")
     if here.is_file():
         data: dict[str, Any] = json.loads(here.read_text())

@@ -117,7 +117,8 @@ async def _plan_all(
                 str(upgrade),
             )
             cacheable = not t.chart.uses_lookup
-            if cacheable and details is None and (hit := rendercache.load(key)) is not None:
+            # Only a deployed release can be proven unchanged from a cached render.
+            if cacheable and upgrade and details is None and (hit := rendercache.load(key)) is not None:
                 if renders is not None:
                     renders[i] = [dict(o) for o in hit[0]]
                 quick = await loop.run_in_executor(pool, prove_unchanged, snap, t, hit[0], hist, base, hit[1])
