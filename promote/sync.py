@@ -93,6 +93,7 @@ class Watcher:
         self._seen: dict[tuple[str, str], tuple[str, str]] = {}
         self._waiting_since: dict[tuple[str, str], float] = {}
         self._announced: dict[tuple[str, str], float] = {}
+        self._active_hooks: dict[str, tuple[str, str, health.Health]] = {}  # name -> (phase, pod phase, health)
         self._threads = [
             threading.Thread(target=self._watch_hooks, daemon=True, name="watch-hooks"),
             threading.Thread(target=self._poll_workloads, daemon=True, name="poll-workloads"),
@@ -129,16 +130,39 @@ class Watcher:
                     if not hook:
                         continue
                     name = pod.get("metadata", {}).get("name", "")
+                    h = health.check(pod)
                     if ev.get("type") == "DELETED":
-                        self._report("Pod", name, "Deleted", health.check(pod), hook, "hook pod deleted by its policy")
+                        self._active_hooks.pop(name, None)
+                        self._report("Pod", name, "Deleted", h, hook, "hook pod deleted by its policy")
                     else:
                         phase = pod.get("status", {}).get("phase", "Pending")
-                        self._report("Pod", name, phase, health.check(pod), hook)
+                        if h.status == health.HealthStatus.PROGRESSING:
+                            self._active_hooks[name] = (hook, phase, h)
+                        else:
+                            self._active_hooks.pop(name, None)
+                        self._report("Pod", name, phase, h, hook)
             except PromoteError:
                 self.stop.wait(1.0)
 
+    def _announce(self, key: tuple[str, str], progressing: bool) -> bool:
+        """True when a wait on `key` has lasted over WAIT_ANNOUNCE_AFTER and was not said in the last 5 s."""
+        now = time.monotonic()
+        if not progressing:
+            self._waiting_since.pop(key, None)
+            return False
+        since = self._waiting_since.setdefault(key, now)
+        if now - since >= WAIT_ANNOUNCE_AFTER and now - self._announced.get(key, 0) >= 5:
+            self._announced[key] = now
+            return True
+        return False
+
     def _poll_workloads(self) -> None:
         while not self.stop.wait(POLL_INTERVAL):
+            for name, (hook, phase, h) in list(self._active_hooks.items()):
+                if self._announce(("Pod", name), True):
+                    self._emit(
+                        "Pod", name, phase, h.status.value, hook, f"waiting for {hook} hook pod {name}: {h.message}"
+                    )
             for api_version, kind, name in self.workloads:
                 try:
                     obj = self.cluster.get(api_version, kind, self.namespace, name)
@@ -147,15 +171,8 @@ class Watcher:
                 h = health.check(obj)
                 status = "Missing" if obj is None else "Synced"
                 self._report(kind, name, status, h, "")
-                key = (kind, name)
-                now = time.monotonic()
-                if h.status == health.HealthStatus.PROGRESSING:
-                    since = self._waiting_since.setdefault(key, now)
-                    if now - since >= WAIT_ANNOUNCE_AFTER and now - self._announced.get(key, 0) >= 5:
-                        self._announced[key] = now
-                        self._emit(kind, name, status, h.status.value, "", f"waiting for {kind} {name}: {h.message}")
-                else:
-                    self._waiting_since.pop(key, None)
+                if self._announce((kind, name), h.status == health.HealthStatus.PROGRESSING):
+                    self._emit(kind, name, status, h.status.value, "", f"waiting for {kind} {name}: {h.message}")
 
 
 def workload_pods(cluster: Cluster, namespace: str, workload: dict[str, Any]) -> list[dict[str, Any]]:
