@@ -297,16 +297,7 @@ def sync_release(
         if h.status != health.HealthStatus.HEALTHY:
             previous = hist.deployed.revision if hist.deployed else None
             if previous is not None:
-                asyncio.run(
-                    sync.helm_rollback(
-                        cluster=cluster,
-                        context=t.context,
-                        release=release,
-                        namespace=ns,
-                        revision=previous,
-                        timeout=aopts.timeout,
-                    )
-                )
+                _helm_rollback(cluster, t, previous, aopts)
             raise sync.health_error(release, ns, h, aopts.timeout)
         current = history(cluster, ns, release).deployed
         if current is not None and current.revision == rev:
@@ -378,6 +369,19 @@ def _stuck_message(env: str, release: str, ns: str, hist: ReleaseHistory) -> str
     return f"{state}, left by a helm process that was killed or is still running. Way out: {way}"
 
 
+def _helm_rollback(cluster: Cluster, t: Target, revision: int, aopts: ApplyOptions) -> None:
+    asyncio.run(
+        sync.helm_rollback(
+            cluster=cluster,
+            context=t.context,
+            release=t.env.release,
+            namespace=t.env.namespace,
+            revision=revision,
+            timeout=aopts.timeout,
+        )
+    )
+
+
 def recover_pending(cluster: Cluster, t: Target, hist: ReleaseHistory, aopts: ApplyOptions) -> str:
     """Clear a pending-* state: back to the last deployed revision, or uninstall a never-completed install."""
     ns, release = t.env.namespace, t.env.release
@@ -388,16 +392,7 @@ def recover_pending(cluster: Cluster, t: Target, hist: ReleaseHistory, aopts: Ap
             )
         )
         return "uninstalled the install that never completed"
-    asyncio.run(
-        sync.helm_rollback(
-            cluster=cluster,
-            context=t.context,
-            release=release,
-            namespace=ns,
-            revision=hist.deployed.revision,
-            timeout=aopts.timeout,
-        )
-    )
+    _helm_rollback(cluster, t, hist.deployed.revision, aopts)
     return f"helm rollback to revision {hist.deployed.revision}"
 
 
@@ -459,11 +454,7 @@ def _rollback_release(
             if "cannot resolve Git revision" not in str(e):
                 raise
     # Not reproducible from Git (dirty tree, command-line values, or a revision promote did not make).
-    asyncio.run(
-        sync.helm_rollback(
-            cluster=cluster, context=t.context, release=release, namespace=ns, revision=number, timeout=aopts.timeout
-        )
-    )
+    _helm_rollback(cluster, t, number, aopts)
     after = history(cluster, ns, release)
     return ReleaseResult(
         t.app.name,
