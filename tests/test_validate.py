@@ -29,7 +29,11 @@ def test_valid_definitions(tmp_path: Path, two_namespaces: tuple[str, str]) -> N
 
     assert result.exit_code == 0, result.output
     assert result.stdout == "All 2 app environment(s) valid.\n"
-    assert json.loads(cli(repo, "validate", "-o", "json").stdout) == {"valid": True, "violations": []}
+    assert json.loads(cli(repo, "validate", "-o", "json").stdout) == {
+        "schemaVersion": 1,
+        "valid": True,
+        "violations": [],
+    }
 
 
 def test_prod_policy_violations_name_prod_only_and_are_all_reported(
