@@ -186,14 +186,19 @@ def _all_named(items: list[Any]) -> bool:
     return bool(items) and all(isinstance(i, dict) and "name" in i for i in items)
 
 
-def redact(obj: dict[str, Any]) -> dict[str, Any]:
-    """A manifest safe to print or save: Secret values replaced by a mask."""
+def redact(obj: dict[str, Any], changed: Iterable[str] = (), side: str = "") -> dict[str, Any]:
+    """A manifest safe to print or save: Secret values replaced by a mask.
+
+    Keys in `changed` are marked with `side` (e.g. "Git" or "live"), so a diff of two redacted Secrets
+    still shows which key differs without showing either value.
+    """
     if obj.get("kind") != "Secret":
         return obj
+    marked = set(changed)
     out = copy.deepcopy(obj)
     for key in ("data", "stringData"):
         if isinstance(out.get(key), dict):
-            out[key] = dict.fromkeys(out[key], SENSITIVE)
+            out[key] = {k: f"{SENSITIVE} ({side} value)" if k in marked else SENSITIVE for k in out[key]}
     ann = (out.get("metadata") or {}).get("annotations") or {}
     ann.pop("kubectl.kubernetes.io/last-applied-configuration", None)
     return out

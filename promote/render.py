@@ -258,8 +258,3 @@ def hook_annotation(obj: dict[str, Any]) -> str | None:
     ann = (obj.get("metadata") or {}).get("annotations") or {}
     value = ann.get("helm.sh/hook")
     return str(value) if value else None
-
-
-def default_kubeconfig() -> str | None:
-    """KUBECONFIG as the user set it; None leaves helm and the client to their defaults."""
-    return os.environ.get("KUBECONFIG") or None

@@ -24,6 +24,7 @@ from promote.lock import EnvLock
 from promote.plan import ReleasePlan
 from promote.release import ReleaseHistory, history, promotion_of, stamp
 from promote.results import ApplyResult, EnvResult, ReleaseResult
+from promote.values import Violation
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def _ref_label(ws: Workspace, revision: str) -> str:
     return f"{ref} ({revision[:7]}{'-dirty' if revision.endswith('-dirty') else ''})"
 
 
-def _fail_on_violations(violations: list, targets: list[Target], target: str) -> None:  # type: ignore[type-arg]
+def _fail_on_violations(violations: list[Violation], targets: list[Target], target: str) -> None:
     if not violations:
         return
     policies = {(t.app.name, t.env.policy) for t in targets if t.env.name == target}

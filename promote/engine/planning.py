@@ -102,7 +102,7 @@ async def _plan_all(
             values_digest=t.values_digest,
         )
         if errors:
-            return _replace(base, errors=tuple(errors))
+            return replace(base, errors=tuple(errors))
         try:
             hist = await loop.run_in_executor(pool, snap.release, t.env.namespace, t.env.release)
             helm = render.client(kube_version=cluster.server_version())
@@ -136,17 +136,12 @@ async def _plan_all(
             sink = details.setdefault(i, []) if details is not None else None
             return await loop.run_in_executor(pool, compare, snap, t, rendered, hist, base, digest, sink)
         except PromoteError as e:
-            return _replace(base, errors=(str(e),))
+            return replace(base, errors=(str(e),))
 
     try:
         return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(targets))))
     finally:
         pool.shutdown(wait=False)
-
-
-def _replace(r: ReleasePlan, **kw: Any) -> ReleasePlan:
-
-    return replace(r, **kw)
 
 
 def manifest_digest(objs: list[dict[str, Any]]) -> str:
@@ -249,7 +244,7 @@ def prove_unchanged(
         md = current.get("metadata", {})
         changes.append(ResourceChange(Action.UNCHANGED, *_parts(ident), resource_version=md.get("resourceVersion")))
     changes += _hooks(hooks, ns, upgrade=True, will_sync=False)
-    return _replace(
+    return replace(
         base,
         context=snap.cluster.context,
         current_revision=latest.revision,
@@ -356,7 +351,7 @@ def compare(
         or any(c.action != Action.UNCHANGED for c in changes)
     )
     changes += _hooks(hooks, ns, upgrade=deployed is not None, will_sync=will_sync)
-    return _replace(
+    return replace(
         base,
         context=cluster.context,
         current_revision=hist.latest.revision if hist.latest else None,

@@ -149,17 +149,10 @@ def status(opts: Options, env: str | None) -> tuple[str, list[ReleaseStatus]]:
 
 
 def _yaml(obj: dict[str, Any] | None, target: Target, masked_changed: set[str], side: str) -> str:
-    """An object as YAML; Secret values masked, a changed one marked per side so the diff shows the key."""
+    """An object as YAML, normalised, with Secret values masked and the changed ones marked per side."""
     if obj is None:
         return ""
-    clean = diff.normalize(obj, target.env.ignore)
-    if clean.get("kind") == "Secret":
-        for key in ("data", "stringData"):
-            if isinstance(clean.get(key), dict):
-                clean[key] = {
-                    k: f"{diff.SENSITIVE} ({side} value)" if k in masked_changed else diff.SENSITIVE for k in clean[key]
-                }
-    return yaml.safe_dump(clean, sort_keys=True)
+    return yaml.safe_dump(diff.redact(diff.normalize(obj, target.env.ignore), masked_changed, side), sort_keys=True)
 
 
 def diffs(opts: Options, env: str) -> list[ResourceDiff]:
