@@ -166,6 +166,15 @@ def _pvc(obj: dict[str, Any]) -> Health:
     return Health(HealthStatus.PROGRESSING, "waiting to be bound")
 
 
+def _service(obj: dict[str, Any]) -> Health:
+    # As helm's --wait and Argo CD: a LoadBalancer is ready once it has an address.
+    if obj.get("spec", {}).get("type") != "LoadBalancer":
+        return Health(HealthStatus.HEALTHY, "exists")
+    if (obj.get("status", {}).get("loadBalancer") or {}).get("ingress"):
+        return Health(HealthStatus.HEALTHY, "load balancer ready")
+    return Health(HealthStatus.PROGRESSING, "waiting for a load balancer address")
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], Health]] = {
     "Deployment": _deployment,
     "StatefulSet": _statefulset,
@@ -173,6 +182,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], Health]] = {
     "Job": _job,
     "Pod": _pod,
     "PersistentVolumeClaim": _pvc,
+    "Service": _service,
 }
 
 

@@ -108,6 +108,8 @@ class ReleasePlan:
     current_status: str | None = None
     errors: tuple[str, ...] = ()
     changes: tuple[ResourceChange, ...] = ()
+    # promote made the current revision but never saw it healthy: its apply died while waiting.
+    current_unverified: bool = False
 
     @property
     def has_changes(self) -> bool:

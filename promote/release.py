@@ -16,7 +16,7 @@ from typing import Any
 
 from promote import yamlio
 from promote.cluster import Cluster
-from promote.record import Promotion
+from promote.record import SYNCED_AT_ANNOTATION, Promotion
 
 
 @dataclass(frozen=True)
@@ -113,3 +113,11 @@ def promotion_of(hist: ReleaseHistory, rec: ReleaseRecord | None) -> Promotion |
             return None
         rec = next((r for r in hist.records if r.revision == int(m.group(1))), None)
     return None
+
+
+def unverified(hist: ReleaseHistory) -> ReleaseRecord | None:
+    """The current revision, when promote made it but never saw it healthy (its apply died waiting)."""
+    latest = hist.latest
+    if latest is None or latest.status != "deployed" or Promotion.parse(latest.description) is None:
+        return None
+    return None if SYNCED_AT_ANNOTATION in latest.annotations else latest

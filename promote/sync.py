@@ -1,10 +1,12 @@
-"""Syncing one release: `helm upgrade --install --atomic --wait` through pyhelm3, watched while it runs.
+"""Syncing one release: `helm upgrade --install` through pyhelm3, watched while it runs.
 
-helm runs the chart's own hooks in order (pre-* before the resources, post-* after they are ready) and,
-being atomic, rolls a failed upgrade back to the last good revision by itself. While helm works, a
-watcher reports each hook pod and workload as it changes, one line per event, and says what it waits for
-when a wait lasts longer than two seconds. After helm returns, the release's resources are checked with
-our own health table before the sync counts as done.
+helm runs the chart's own hooks in order: pre-* before the resources, post-* after them. Only when the
+chart has post-* hooks must helm itself `--wait` (atomically) for readiness, so that those hooks run
+against ready resources. Otherwise helm applies and returns, and we wait with our own health table, which
+sees readiness within a fraction of a second where helm's `--wait` polls every 2 s; the caller then rolls
+a failure back to the last good revision, as `--atomic` would. Either way, while helm works, a watcher
+reports each hook pod and workload as it changes, one line per event, and says what it waits for when a
+wait lasts longer than two seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from promote.plan import HookPhase
 
 WAIT_ANNOUNCE_AFTER = 2.0  # seconds a wait lasts before we say what it waits for
 POLL_INTERVAL = 0.5
+# Our own readiness wait polls fast at first (a small rollout is ready in well under a second), then
+# backs off, so a long rollout does not cost the cluster a request storm.
+HEALTH_POLL_FIRST, HEALTH_POLL_MAX = 0.1, 1.0
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 
 
@@ -206,11 +211,22 @@ def release_health(cluster: Cluster, namespace: str, objs: list[dict[str, Any]])
 def wait_healthy(cluster: Cluster, namespace: str, objs: list[dict[str, Any]], timeout: float) -> health.Health:
     """Poll until the release is Healthy or the timeout passes; returns the last health seen."""
     deadline = time.monotonic() + timeout
+    interval = HEALTH_POLL_FIRST
     while True:
         h = release_health(cluster, namespace, objs)
         if h.status == health.HealthStatus.HEALTHY or time.monotonic() >= deadline:
             return h
-        time.sleep(POLL_INTERVAL)
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        interval = min(interval * 1.5, HEALTH_POLL_MAX)
+
+
+def runs_post_hooks(rendered: list[dict[str, Any]]) -> bool:
+    """Whether a render has post-install/post-upgrade hooks, which must run only once resources are ready."""
+    for obj in rendered:
+        events = {e.strip() for e in (render.hook_annotation(obj) or "").split(",")}
+        if events & {"post-install", "post-upgrade"}:
+            return True
+    return False
 
 
 async def helm_upgrade(
@@ -223,22 +239,28 @@ async def helm_upgrade(
     values: dict[str, Any],
     description: str,
     timeout: float,
+    wait: bool,
 ) -> int:
-    """helm upgrade --install --atomic --wait; returns the new helm revision."""
+    """helm upgrade --install, with --atomic --wait when `wait`; returns the new helm revision.
+
+    Without `wait`, a failure leaves the release `failed` for the caller to roll back.
+    """
     helm = render.client(kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version())
     try:
         rev = await helm.install_or_upgrade_release(
             release,
             render.chart_model(helm, chart),
             values,
-            atomic=True,
-            wait=True,
+            atomic=wait,
+            wait=wait,
             create_namespace=True,
             namespace=namespace,
             timeout=f"{int(timeout)}s",
             description=description,
         )
     except PromoteError as e:
+        if not wait:
+            raise
         raise type(e)(f"sync of release {release} in {namespace} failed and helm rolled it back: {e}") from e
     return int(rev.revision)
 
@@ -259,6 +281,7 @@ async def helm_uninstall(
     await helm._command.uninstall(release, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
 
 
-def health_error(release: str, namespace: str, h: health.Health, timeout: float) -> HealthError:
-    """The error for a release that did not become healthy in time."""
-    return HealthError(f"release {release} in {namespace} is {h.status.value} after {timeout:.0f}s: {h.message}")
+def health_error(release: str, namespace: str, h: health.Health, timeout: float, done: str = "") -> HealthError:
+    """The error for a release that did not become healthy in time (and what was done about it)."""
+    then = f"; {done}" if done else ""
+    return HealthError(f"release {release} in {namespace} is {h.status.value} after {timeout:.0f}s: {h.message}{then}")

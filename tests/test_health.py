@@ -38,6 +38,9 @@ EXPECTED = {
     "pvc-pending": HealthStatus.PROGRESSING,
     "pvc-lost": HealthStatus.DEGRADED,
     "configmap": HealthStatus.HEALTHY,
+    "service-clusterip": HealthStatus.HEALTHY,
+    "service-loadbalancer-pending": HealthStatus.PROGRESSING,
+    "service-loadbalancer-ready": HealthStatus.HEALTHY,
 }
 
 

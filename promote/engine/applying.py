@@ -22,7 +22,7 @@ from promote.errors import GateBlocked, HelmError, PolicyViolation, PromoteError
 from promote.gate import GateCheck
 from promote.lock import EnvLock
 from promote.plan import ReleasePlan
-from promote.release import ReleaseHistory, history, promotion_of, stamp
+from promote.release import ReleaseHistory, ReleaseRecord, history, promotion_of, stamp, unverified
 from promote.results import ApplyResult, EnvResult, ReleaseResult
 from promote.values import Violation
 
@@ -179,7 +179,7 @@ def _apply_env(
         raise _EnvFailed(result("blocked", [], checks), GateBlocked(f"promotion to {env} blocked: {why}"))
     results: list[ReleaseResult] = []
     for t, p, rendered in pairs:
-        if not p.has_changes:
+        if not p.has_changes and not p.current_unverified:
             results.append(
                 ReleaseResult(
                     t.app.name,
@@ -261,7 +261,11 @@ def sync_release(
             )
             recover_pending(cluster, t, hist, aopts)
             hist = history(cluster, ns, release)
-        if changes is None or rendered is None or lock.waited > 0 or lock.took_over:
+        verified = False
+        if (rec := unverified(hist)) is not None:
+            verified = _verify_unverified(cluster, t, hist, rec, lock.took_over, aopts, emit)
+            hist = history(cluster, ns, release)
+        if changes is None or rendered is None or lock.waited > 0 or lock.took_over or rec is not None:
             # Plan again under the lock: an apply we waited for may already have done the work.
             renders: dict[int, list[dict[str, Any]]] = {}
             changes = asyncio.run(_plan_all([t], {t.context: cluster}, [], renders=renders))[0]
@@ -275,46 +279,44 @@ def sync_release(
                     ns,
                     "unchanged",
                     changes.current_revision,
-                    message="already in sync (another apply did it while we waited)",
+                    message=f"revision {changes.current_revision} seen healthy"
+                    if verified
+                    else "already in sync (another apply did it while we waited)",
                 )
         objs = [o for o in rendered if not render.hook_annotation(o)]
         workloads = [
             (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs if o.get("kind") in sync.WORKLOAD_KINDS
         ]
+        # helm waits (atomically) only when post-* hooks must see ready resources; else our wait is faster.
+        helm_waits = sync.runs_post_hooks(rendered)
+        last_good = hist.deployed
         with sync.Watcher(cluster, env, ns, workloads, emit):
-            rev = asyncio.run(
-                sync.helm_upgrade(
-                    cluster=cluster,
-                    context=t.context,
-                    chart=t.chart,
-                    release=release,
-                    namespace=ns,
-                    values=t.values,
-                    description=promo.description(),
-                    timeout=aopts.timeout,
+            try:
+                rev = asyncio.run(
+                    sync.helm_upgrade(
+                        cluster=cluster,
+                        context=t.context,
+                        chart=t.chart,
+                        release=release,
+                        namespace=ns,
+                        values=t.values,
+                        description=promo.description(),
+                        timeout=aopts.timeout,
+                        wait=helm_waits,
+                    )
                 )
-            )
+            except PromoteError as e:
+                if helm_waits:
+                    raise
+                after = history(cluster, ns, release).latest
+                made = after is not None and (last_good is None or after.revision > last_good.revision)
+                done = restore(cluster, t, last_good, aopts) if made else "nothing was changed"
+                raise type(e)(f"sync of release {release} in {ns} failed, {done}: {e}") from e
             h = sync.wait_healthy(cluster, ns, objs, aopts.timeout)
         if h.status != health.HealthStatus.HEALTHY:
-            previous = hist.deployed.revision if hist.deployed else None
-            if previous is not None:
-                _helm_rollback(cluster, t, previous, aopts)
-            raise sync.health_error(release, ns, h, aopts.timeout)
-        current = history(cluster, ns, release).deployed
-        if current is not None and current.revision == rev:
-            uids = sorted(
-                p["metadata"]["uid"]
-                for o in objs
-                if o.get("kind") in ("Deployment", "StatefulSet", "DaemonSet")
-                and (w := cluster.get(o["apiVersion"], o["kind"], ns, o["metadata"]["name"])) is not None
-                for p in sync.workload_pods(cluster, ns, w)
-            )
-            stamp(
-                cluster,
-                ns,
-                current,
-                {record.SYNCED_AT_ANNOTATION: record.now().isoformat(), record.SYNCED_PODS_ANNOTATION: ",".join(uids)},
-            )
+            done = restore(cluster, t, last_good, aopts)
+            raise sync.health_error(release, ns, h, aopts.timeout, done)
+        _stamp_synced(cluster, ns, release, rev, objs)
         return ReleaseResult(
             t.app.name, release, ns, "synced", rev, h.status.value, h.message, changes.changes if changes else ()
         )
@@ -370,6 +372,71 @@ def _stuck_message(env: str, release: str, ns: str, hist: ReleaseHistory) -> str
     return f"{state}, left by a helm process that was killed or is still running. Way out: {way}"
 
 
+def _stamp_synced(cluster: Cluster, ns: str, release: str, rev: int, objs: list[dict[str, Any]]) -> None:
+    """Mark revision `rev` as seen healthy, with its workloads' pods (a later pod was recreated since)."""
+    current = history(cluster, ns, release).deployed
+    if current is None or current.revision != rev:
+        return
+    uids = sorted(
+        p["metadata"]["uid"]
+        for o in objs
+        if o.get("kind") in ("Deployment", "StatefulSet", "DaemonSet")
+        and (w := cluster.get(o["apiVersion"], o["kind"], ns, o["metadata"]["name"])) is not None
+        for p in sync.workload_pods(cluster, ns, w)
+    )
+    stamp(
+        cluster,
+        ns,
+        current,
+        {record.SYNCED_AT_ANNOTATION: record.now().isoformat(), record.SYNCED_PODS_ANNOTATION: ",".join(uids)},
+    )
+
+
+def _verify_unverified(
+    cluster: Cluster,
+    t: Target,
+    hist: ReleaseHistory,
+    rec: ReleaseRecord,
+    crashed: str | None,
+    aopts: ApplyOptions,
+    emit: sync.Emit,
+) -> bool:
+    """Finish the wait an apply began but never ended (it crashed): stamp the revision, or restore the one before.
+
+    This is what `--atomic` would have done had that apply lived: the environment ends at a revision seen
+    healthy, never at one nobody checked. True when the revision was seen healthy.
+    """
+    ns, release = t.env.namespace, t.env.release
+    why = f" (the apply of {crashed} crashed while waiting)" if crashed else ""
+
+    def say(message: str) -> None:
+        emit(sync.Event(record.now(), t.env.name, "Release", ns, release, rec.status, "", "", message))
+
+    say(f"recovering: revision {rec.revision} was never seen healthy{why}; waiting for it")
+    objs = [o for o in rec.manifest if "metadata" in o]
+    if sync.wait_healthy(cluster, ns, objs, aopts.timeout).status == health.HealthStatus.HEALTHY:
+        _stamp_synced(cluster, ns, release, rec.revision, objs)
+        say(f"recovered: revision {rec.revision} is healthy")
+        return True
+    before = next((r for r in reversed(hist.records) if r.revision < rec.revision and r.status == "superseded"), None)
+    say(f"recovered: {restore(cluster, t, before, aopts)}")
+    return False
+
+
+def restore(cluster: Cluster, t: Target, last_good: ReleaseRecord | None, aopts: ApplyOptions) -> str:
+    """Back to the last good revision, or uninstall when there was none, as helm's --atomic does."""
+    ns, release = t.env.namespace, t.env.release
+    if last_good is None:
+        asyncio.run(
+            sync.helm_uninstall(
+                cluster=cluster, context=t.context, release=release, namespace=ns, timeout=aopts.timeout
+            )
+        )
+        return "uninstalled (it had no earlier good revision)"
+    _helm_rollback(cluster, t, last_good.revision, aopts)
+    return f"rolled back to revision {last_good.revision}"
+
+
 def _helm_rollback(cluster: Cluster, t: Target, revision: int, aopts: ApplyOptions) -> None:
     asyncio.run(
         sync.helm_rollback(
@@ -385,15 +452,10 @@ def _helm_rollback(cluster: Cluster, t: Target, revision: int, aopts: ApplyOptio
 
 def recover_pending(cluster: Cluster, t: Target, hist: ReleaseHistory, aopts: ApplyOptions) -> str:
     """Clear a pending-* state: back to the last deployed revision, or uninstall a never-completed install."""
-    ns, release = t.env.namespace, t.env.release
     if hist.deployed is None:
-        asyncio.run(
-            sync.helm_uninstall(
-                cluster=cluster, context=t.context, release=release, namespace=ns, timeout=aopts.timeout
-            )
-        )
+        restore(cluster, t, None, aopts)
         return "uninstalled the install that never completed"
-    _helm_rollback(cluster, t, hist.deployed.revision, aopts)
+    restore(cluster, t, hist.deployed, aopts)
     return f"helm rollback to revision {hist.deployed.revision}"
 
 

@@ -18,7 +18,7 @@ from promote.cluster import ApiError, Cluster, connect
 from promote.engine.workspace import Options, Target, Workspace
 from promote.errors import PromoteError
 from promote.plan import Action, EnvironmentPlan, FieldChange, HookPhase, Plan, ReleasePlan, ResourceChange
-from promote.release import ReleaseHistory
+from promote.release import ReleaseHistory, unverified
 from promote.snapshot import Snapshot
 from promote.values import Violation
 
@@ -249,6 +249,7 @@ def prove_unchanged(
         context=snap.cluster.context,
         current_revision=latest.revision,
         current_status=latest.status,
+        current_unverified=unverified(hist) is not None,
         manifest_digest=digest,
         changes=tuple(changes),
     )
@@ -356,6 +357,7 @@ def compare(
         context=cluster.context,
         current_revision=hist.latest.revision if hist.latest else None,
         current_status=hist.latest.status if hist.latest else None,
+        current_unverified=unverified(hist) is not None,
         manifest_digest=digest,
         errors=tuple(errors),
         changes=tuple(changes),
