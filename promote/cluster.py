@@ -14,10 +14,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from promote.errors import ClusterError, ConfigError
 
 REQUEST_TIMEOUT = (5.0, 60.0)  # connect, read
+AUTH_REFRESH = 60.0  # seconds between re-reads of the credentials (exec plugins hand out expiring tokens)
 
 # Groups whose types the apiserver knows natively: these take a strategic merge patch, as helm sends.
 BUILTIN_GROUPS = {
@@ -123,6 +125,9 @@ class Cluster:
         self._discovery: dict[str, dict[str, Resource]] = {}
         self._lock = threading.Lock()
         self._version: str | None = None
+        self._auth: dict[str, str] | None = None
+        self._group_locks: dict[str, threading.Lock] = {}
+        self._auth_at = 0.0
 
     # --- transport ---------------------------------------------------------------------------------
 
@@ -136,24 +141,50 @@ class Cluster:
         content_type: str = "application/json",
         what: str,
     ) -> Any:
-        """One API call; returns the decoded JSON body, raising ApiError/ClusterError with `what` on failure."""
+        """One API call; returns the decoded JSON body, raising ApiError/ClusterError with `what` on failure.
+
+        This goes straight to the client's connection pool: the generic client path re-applies the whole
+        kubeconfig on every call (it scans the environment for proxies each time), which cost more CPU
+        than the rest of a request. Credentials are read once and again when stale or rejected.
+        """
         import urllib3
 
         self._limiter.take()
+        url = self.host + path + ("?" + urlencode(query) if query else "")
+        data = json.dumps(body).encode() if body is not None else None
         headers = {"Accept": "application/json"}
-        if body is not None:
+        if data is not None:
             headers["Content-Type"] = content_type
-        try:
-            params = self.api.param_serialize(
-                method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
-            )
-            resp = self.api.call_api(*params, _request_timeout=REQUEST_TIMEOUT)
-            raw: bytes = resp.response.data
-        except urllib3.exceptions.HTTPError as e:
-            raise ClusterError(f"cannot {what}: the cluster at {self.host} is unreachable ({type(e).__name__})") from e
+        for attempt in (1, 2):
+            try:
+                resp = self.api.rest_client.pool_manager.request(
+                    method,
+                    url,
+                    body=data,
+                    headers={**headers, **self._auth_headers(refresh=attempt > 1)},
+                    timeout=urllib3.Timeout(connect=REQUEST_TIMEOUT[0], read=REQUEST_TIMEOUT[1]),
+                    retries=False,
+                )
+            except urllib3.exceptions.HTTPError as e:
+                raise ClusterError(
+                    f"cannot {what}: the cluster at {self.host} is unreachable ({type(e).__name__})"
+                ) from e
+            if resp.status != 401:
+                break
+        raw: bytes = resp.data
         if not 200 <= resp.status < 300:
             raise self._api_error(what, resp.status, raw)
         return json.loads(raw) if raw else None
+
+    def _auth_headers(self, refresh: bool = False) -> dict[str, str]:
+        """The Authorization header from the kubeconfig (token, exec plugin...), re-read every minute."""
+        with self._lock:
+            now = time.monotonic()
+            if refresh or self._auth is None or now - self._auth_at > AUTH_REFRESH:
+                token = self.api.configuration.auth_settings().get("BearerToken") or {}
+                self._auth = {str(token["key"]): str(token["value"])} if token.get("value") else {}
+                self._auth_at = now
+            return self._auth
 
     def _api_error(self, what: str, status: int, raw: bytes) -> ApiError:
         try:
@@ -175,28 +206,35 @@ class Cluster:
         return self._version
 
     def resource(self, api_version: str, kind: str) -> Resource:
-        """Discovery for one kind, cached per group-version."""
+        """Discovery for one kind, cached per group-version, asked once even by many threads at a time."""
         with self._lock:
             known = self._discovery.get(api_version)
+            group_lock = self._group_locks.setdefault(api_version, threading.Lock())
         if known is None:
-            path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-            try:
-                doc = self.request("GET", path, what=f"discover the API group {api_version}")
-            except ApiError as e:
-                if e.status == 404:
-                    doc = {"resources": []}
-                else:
-                    raise
-            known = {
-                r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r.get("namespaced")))
-                for r in doc.get("resources", [])
-                if "/" not in r["name"]
-            }
-            with self._lock:
-                self._discovery[api_version] = known
+            with group_lock:
+                known = self._discovery.get(api_version)
+                if known is None:
+                    known = self._discover(api_version)
         if kind not in known:
             raise ClusterError(f"the cluster at {self.host} does not serve {kind} in {api_version}")
         return known[kind]
+
+    def _discover(self, api_version: str) -> dict[str, Resource]:
+        path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        try:
+            doc = self.request("GET", path, what=f"discover the API group {api_version}")
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            doc = {"resources": []}
+        known = {
+            r["kind"]: Resource(api_version, r["kind"], r["name"], bool(r.get("namespaced")))
+            for r in doc.get("resources", [])
+            if "/" not in r["name"]
+        }
+        with self._lock:
+            self._discovery[api_version] = known
+        return known
 
     # --- objects -----------------------------------------------------------------------------------
 

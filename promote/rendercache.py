@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,26 @@ def store(k: str, rendered: list[dict[str, Any]], manifest_digest: str) -> None:
         doc = {"objects": [diff.fingerprint_secret(o) for o in rendered], "manifestDigest": manifest_digest}
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, separators=(",", ":"))
+            # dumps, not dump: json.dump streams through the pure-Python encoder, several times slower.
+            f.write(json.dumps(doc, separators=(",", ":")))
         os.replace(tmp, d / f"{k}.json")
     except OSError:
         return
+
+
+def remembered(kind: str, parts: tuple[str, ...], compute: Callable[[], str]) -> str:
+    """A small string fact about a tool (e.g. helm's version for a binary), computed once per `parts`."""
+    f = cache_dir() / f"{kind}-{key(*parts)[:32]}"
+    try:
+        return f.read_text()
+    except OSError:
+        pass
+    value = compute()
+    try:
+        f.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
+        tmp.write_text(value)
+        os.replace(tmp, f)
+    except OSError:
+        pass
+    return value

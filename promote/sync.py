@@ -99,6 +99,7 @@ class Watcher:
         self._waiting_since: dict[tuple[str, str], float] = {}
         self._announced: dict[tuple[str, str], float] = {}
         self._active_hooks: dict[str, tuple[str, str, health.Health]] = {}  # name -> (phase, pod phase, health)
+        self._closing = False
         self._threads = [
             threading.Thread(target=self._watch_hooks, daemon=True, name="watch-hooks"),
             threading.Thread(target=self._poll_workloads, daemon=True, name="poll-workloads"),
@@ -114,11 +115,14 @@ class Watcher:
         # Only the poller is joined: the hook watcher may sit in a blocking read until the next pod event
         # or the server's timeout, and it emits nothing once stopped, so waiting for it would only cost time.
         self._threads[1].join(timeout=2)
+        # A rollout can end between two polls: one last look, so every workload's final state is shown.
+        self._closing = True
+        self._poll_once()
 
     def _report(self, kind: str, name: str, status: str, h: health.Health, hook: str, message: str = "") -> None:
         key = (kind, name)
         state = (status, h.status.value)
-        if self.stop.is_set() or self._seen.get(key) == state:
+        if (self.stop.is_set() and not self._closing) or self._seen.get(key) == state:
             return
         self._seen[key] = state
         self._emit(kind, name, status, h.status.value, hook, message or h.message)
@@ -168,16 +172,19 @@ class Watcher:
                     self._emit(
                         "Pod", name, phase, h.status.value, hook, f"waiting for {hook} hook pod {name}: {h.message}"
                     )
-            for api_version, kind, name in self.workloads:
-                try:
-                    obj = self.cluster.get(api_version, kind, self.namespace, name)
-                except PromoteError:
-                    continue
-                h = health.check(obj)
-                status = "Missing" if obj is None else "Synced"
-                self._report(kind, name, status, h, "")
-                if self._announce((kind, name), h.status == health.HealthStatus.PROGRESSING):
-                    self._emit(kind, name, status, h.status.value, "", f"waiting for {kind} {name}: {h.message}")
+            self._poll_once()
+
+    def _poll_once(self) -> None:
+        for api_version, kind, name in self.workloads:
+            try:
+                obj = self.cluster.get(api_version, kind, self.namespace, name)
+            except PromoteError:
+                continue
+            h = health.check(obj)
+            status = "Missing" if obj is None else "Synced"
+            self._report(kind, name, status, h, "")
+            if not self._closing and self._announce((kind, name), h.status == health.HealthStatus.PROGRESSING):
+                self._emit(kind, name, status, h.status.value, "", f"waiting for {kind} {name}: {h.message}")
 
 
 def workload_pods(cluster: Cluster, namespace: str, workload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -70,6 +70,10 @@ def test_sync_without_post_hooks_is_stamped_healthy(
     assert [e["outcome"] for e in run.doc["environments"]] == ["synced", "synced"]
     assert run.release("default")["health"] == "Healthy"
     assert not [e for e in run.doc["events"] if e["hook"] == "PostSync"]
+    # However quickly the rollout ended, its final state is shown.
+    for env, name in (("default", APP), ("prod", PROD_RELEASE)):
+        last = [e for e in run.events(env) if e["kind"] == "Deployment" and e["name"] == name][-1]
+        assert (last["status"], last["health"]) == ("Synced", "Healthy"), run.events(env)
     assert available(deployment(kube, default_ns, APP)) == (1, 1)
     assert available(deployment(kube, prod_ns, PROD_RELEASE)) == (3, 3)
     assert _stamps(kube, default_ns)[1] is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -27,7 +28,8 @@ Detail = tuple[ResourceChange, dict[str, Any] | None, dict[str, Any] | None]
 
 
 def _parallelism() -> int:
-    return max(2, os.cpu_count() or 2)
+    # One helm more than cores, as `make -j N+1`: a slot is never idle while its next helm is spawned.
+    return max(2, os.cpu_count() or 2) + 1
 
 
 def plan(opts: Options, target: str) -> Plan:
@@ -36,8 +38,7 @@ def plan(opts: Options, target: str) -> Plan:
         chain = ws.defs.chain_to(target)
         targets = ws.targets(chain)
         violations = ws.validate(targets)
-        clusters = _connect_all(opts, targets)
-        releases = asyncio.run(_plan_all(targets, clusters, violations))
+        releases = asyncio.run(_plan_all(targets, lambda: _connect_all(opts, targets), violations))
         return assemble(target, chain, targets, releases, ws.source.revision())
 
 
@@ -71,25 +72,76 @@ def _connect_all(opts: Options, targets: list[Target]) -> dict[str | None, Clust
     return clusters
 
 
+Clusters = dict[str | None, Cluster]
+
+
 async def _plan_all(
     targets: list[Target],
-    clusters: dict[str | None, Cluster],
+    clusters: Clusters | Callable[[], Clusters],
     violations: list[Violation],
     details: dict[int, list[Detail]] | None = None,
     renders: dict[int, list[dict[str, Any]]] | None = None,
 ) -> list[ReleasePlan]:
     """Plan every target in parallel.
 
-    By target index, `details` collects objects for `promote diff`, and `renders` what was rendered (from
-    the cache, Secret values fingerprinted), for apply to know a release's workloads without rendering again.
+    `clusters` may be a function that connects: charts whose render cannot depend on the cluster are then
+    rendered while it connects. By target index, `details` collects objects for `promote diff`, and
+    `renders` what was rendered (from the cache, Secret values fingerprinted), for apply to know a
+    release's workloads without rendering again.
     """
     helm_slots = asyncio.Semaphore(_parallelism())
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="promote-api")
     loop = asyncio.get_running_loop()
-    snapshots = {ctx: Snapshot(c) for ctx, c in clusters.items()}
+    use_cache = details is None
+
+    async def helm_render(t: Target, kube_version: str | None, upgrade: bool) -> list[dict[str, Any]]:
+        helm = render.client(kube_version=kube_version)
+        async with helm_slots:
+            return await render.render(
+                helm, t.chart, release=t.env.release, namespace=t.env.namespace, values=t.values, is_upgrade=upgrade
+            )
+
+    def cache_key(t: Target, kube_version: str, upgrade: str) -> str:
+        helm_version = str(render.client(kube_version=None).version)
+        return rendercache.key(
+            t.chart.digest, t.values_digest, helm_version, kube_version, t.env.release, t.env.namespace, upgrade
+        )
+
+    async def early(t: Target) -> tuple[list[dict[str, Any]], str, bool]:
+        """(objects, manifest digest, from the cache) of a chart that renders the same on any cluster."""
+        k = cache_key(t, "any", "any")
+        if use_cache and (hit := rendercache.load(k)) is not None:
+            return hit[0], hit[1], True
+        rendered = await helm_render(t, None, False)
+        digest = manifest_digest(rendered)
+        rendercache.store(k, rendered, digest)
+        return rendered, digest, False
+
+    def has_errors(t: Target) -> bool:
+        return any(v.app == t.app.name and v.environment == t.env.name for v in violations)
+
+    early_tasks = {
+        i: loop.create_task(early(t))
+        for i, t in enumerate(targets)
+        if t.chart.cluster_independent and not t.chart.uses_lookup and not has_errors(t)
+    }
+
+    async def settle() -> None:
+        # A release that failed before it awaited its early render leaves the task to us: stop its helm.
+        for task in early_tasks.values():
+            task.cancel()
+        await asyncio.gather(*early_tasks.values(), return_exceptions=True)
+        pool.shutdown(wait=False)
+
+    try:
+        connected: Clusters = await loop.run_in_executor(pool, clusters) if callable(clusters) else clusters
+    except BaseException:
+        await settle()
+        raise
+    snapshots = {ctx: Snapshot(c) for ctx, c in connected.items()}
 
     async def one(i: int, t: Target) -> ReleasePlan:
-        cluster, snap = clusters[t.context], snapshots[t.context]
+        cluster, snap = connected[t.context], snapshots[t.context]
         errors = [str(v) for v in violations if v.app == t.app.name and v.environment == t.env.name]
         base = ReleasePlan(
             app=t.app.name,
@@ -105,32 +157,35 @@ async def _plan_all(
             return replace(base, errors=tuple(errors))
         try:
             hist = await loop.run_in_executor(pool, snap.release, t.env.namespace, t.env.release)
-            helm = render.client(kube_version=cluster.server_version())
             upgrade = hist.deployed is not None
-            key = rendercache.key(
-                t.chart.digest,
-                t.values_digest,
-                str(helm.version),
-                cluster.server_version(),
-                t.env.release,
-                t.env.namespace,
-                str(upgrade),
-            )
-            cacheable = not t.chart.uses_lookup
+            independent = i in early_tasks
+            cached: tuple[list[dict[str, Any]], str] | None = None
+            fresh: tuple[list[dict[str, Any]], str] | None = None
+            if independent:
+                objs, digest, from_cache = await early_tasks[i]
+                if from_cache:
+                    cached = objs, digest
+                else:
+                    fresh = objs, digest
+            elif not t.chart.uses_lookup:
+                k = cache_key(t, cluster.server_version(), str(upgrade))
+                cached = rendercache.load(k) if use_cache and upgrade else None
             # Only a deployed release can be proven unchanged from a cached render.
-            if cacheable and upgrade and details is None and (hit := rendercache.load(key)) is not None:
+            if cached is not None and upgrade:
                 if renders is not None:
-                    renders[i] = [dict(o) for o in hit[0]]
-                quick = await loop.run_in_executor(pool, prove_unchanged, snap, t, hit[0], hist, base, hit[1])
+                    renders[i] = [dict(o) for o in cached[0]]
+                quick = await loop.run_in_executor(pool, prove_unchanged, snap, t, cached[0], hist, base, cached[1])
                 if quick is not None:
                     return quick
-            async with helm_slots:
-                rendered = await render.render(
-                    helm, t.chart, release=t.env.release, namespace=t.env.namespace, values=t.values, is_upgrade=upgrade
-                )
-            digest = manifest_digest(rendered)
-            if cacheable:
-                rendercache.store(key, rendered, digest)
+            if fresh is not None:
+                rendered, digest = fresh
+            else:
+                # Not cached, or cached (Secrets fingerprinted) but not provably unchanged: render for real.
+                rendered = await helm_render(t, None if independent else cluster.server_version(), upgrade)
+                digest = manifest_digest(rendered)
+                if not t.chart.uses_lookup:
+                    kv, up = ("any", "any") if independent else (cluster.server_version(), str(upgrade))
+                    rendercache.store(cache_key(t, kv, up), rendered, digest)
             if renders is not None:
                 renders[i] = rendered
             sink = details.setdefault(i, []) if details is not None else None
@@ -141,7 +196,7 @@ async def _plan_all(
     try:
         return list(await asyncio.gather(*(one(i, t) for i, t in enumerate(targets))))
     finally:
-        pool.shutdown(wait=False)
+        await settle()
 
 
 def manifest_digest(objs: list[dict[str, Any]]) -> str:

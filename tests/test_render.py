@@ -1,0 +1,159 @@
+"""Rendering and the client paths the performance work changed, each checked for what it must keep true.
+
+- A chart whose templates never read the cluster or the install/upgrade state renders before promote has
+  connected; one that does still renders for this cluster's version, as an install or an upgrade.
+- helm template runs with Go's collector off unless the user set GOGC/GOMEMLIMIT.
+- helm's version is asked once per binary.
+- The API client reads credentials once, and again when the server rejects them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from apply_helpers import apply, edit_env, env_values
+from helpers import CHART, cli, commit, make_repo
+
+from promote import render, rendercache
+from promote.cluster import Cluster
+from promote.devcluster.kube import Kube
+
+# --- which charts may render before the cluster is known ------------------------------------------
+
+
+def _chart(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "chart"
+    (root / "templates").mkdir(parents=True)
+    (root / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    (root / "templates" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_plain_chart_renders_the_same_on_any_cluster(tmp_path: Path) -> None:
+    info = render.chart_info(_chart(tmp_path, {"README.md": "uses .Capabilities in prose only\n"}))
+    assert info.cluster_independent
+    assert not info.uses_lookup
+
+
+@pytest.mark.parametrize(
+    ("rel", "text"),
+    [
+        ("templates/pdb.yaml", '{{ if .Capabilities.APIVersions.Has "policy/v1" }}x{{ end }}\n'),
+        ("templates/ver.yaml", "{{ .Capabilities.KubeVersion.Minor }}\n"),
+        ("templates/once.yaml", "{{ if .Release.IsInstall }}x{{ end }}\n"),
+        ("templates/up.yaml", "{{ if .Release.IsUpgrade }}x{{ end }}\n"),
+        ("charts/sub/templates/_h.tpl", '{{ define "x" }}{{ .Capabilities.KubeVersion }}{{ end }}\n'),
+        ("charts/sub/Chart.yaml", "apiVersion: v2\nname: sub\nversion: 1.0.0\nkubeVersion: '>=1.19'\n"),
+    ],
+)
+def test_chart_that_reads_the_cluster_waits_for_it(tmp_path: Path, rel: str, text: str) -> None:
+    assert not render.chart_info(_chart(tmp_path, {rel: text})).cluster_independent
+
+
+def test_lookup_in_a_subchart_is_seen(tmp_path: Path) -> None:
+    info = render.chart_info(_chart(tmp_path, {"charts/sub/templates/s.yaml": '{{ lookup "v1" "Secret" "" "" }}\n'}))
+    assert info.uses_lookup
+    assert not info.cluster_independent
+
+
+CAPABILITIES_TEMPLATE = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-capabilities
+data:
+  kube: {{ .Capabilities.KubeVersion.Version | quote }}
+  install: {{ .Release.IsInstall | quote }}
+"""
+
+
+def test_chart_reading_the_cluster_renders_for_its_version_and_state(
+    tmp_path: Path, kube: Kube, make_namespace: Callable[[], str]
+) -> None:
+    default_ns, prod_ns = make_namespace(), make_namespace()
+    repo = make_repo(tmp_path, default_ns, prod_ns)
+    (repo / CHART / "templates" / "capabilities.yaml").write_text(CAPABILITIES_TEMPLATE)
+    commit(repo, "a template that reads the cluster's version and the install state")
+    server = kube.get("/version")["gitVersion"]
+
+    first = cli(repo, "diff", "default", "-o", "json")
+    assert first.exit_code in (0, 2), first.stdout + first.stderr
+    git_side = {d["name"]: d["git"] for d in json.loads(first.stdout)["diffs"]}
+    created = git_side["python-app-capabilities"]
+    assert f"kube: {server}" in created, created
+    assert 'install: "true"' in created or "install: 'true'" in created, created
+
+    apply(repo, "default", code=0)
+    edit_env(repo, "default", values={**env_values(repo, "default"), "config": {"greeting": "again"}})
+    commit(repo, "a change, so the next sync is an upgrade")
+    again = json.loads(cli(repo, "diff", "default", "-o", "json").stdout)
+    by_name = {d["name"]: d for d in again["diffs"]}
+    # As helm upgrade will render it: no longer an install.
+    assert (
+        "install: 'false'" in by_name["python-app-capabilities"]["git"]
+        or 'install: "false"' in (by_name["python-app-capabilities"]["git"])
+    ), by_name["python-app-capabilities"]
+
+
+# --- helm's environment and version ----------------------------------------------------------------
+
+
+def test_helm_template_runs_without_go_gc_unless_the_user_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOGC", raising=False)
+    monkeypatch.delenv("GOMEMLIMIT", raising=False)
+    env = render.short_lived_env()
+    assert (env["GOGC"], env["GOMEMLIMIT"]) == ("off", "512MiB")
+    monkeypatch.setenv("GOGC", "50")
+    env = render.short_lived_env()
+    assert env["GOGC"] == "50" and "GOMEMLIMIT" not in env
+    monkeypatch.delenv("GOGC")
+    monkeypatch.setenv("GOMEMLIMIT", "2GiB")
+    env = render.short_lived_env()
+    assert env["GOMEMLIMIT"] == "2GiB" and "GOGC" not in env
+
+
+def test_a_remembered_fact_is_computed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path))
+    calls: list[int] = []
+
+    def compute() -> str:
+        calls.append(1)
+        return "3.17.3"
+
+    assert rendercache.remembered("helm-version", ("/bin/helm", "1", "2"), compute) == "3.17.3"
+    assert rendercache.remembered("helm-version", ("/bin/helm", "1", "2"), compute) == "3.17.3"
+    assert len(calls) == 1
+    # Another binary (or the same path rebuilt: another size or mtime) is asked again.
+    assert rendercache.remembered("helm-version", ("/bin/helm", "1", "3"), compute) == "3.17.3"
+    assert len(calls) == 2
+
+
+def test_helm_version_is_the_real_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path))
+    command = render.ArgvCommand(executable=render.helm_executable())
+    first = command.client_version()
+    assert first.major == 3
+    assert len(list((tmp_path / "render").glob("helm-version-*"))) == 1
+    assert command.client_version() == first
+
+
+# --- credentials -----------------------------------------------------------------------------------
+
+
+def test_rejected_credentials_are_read_again(kube: Kube) -> None:
+    del kube  # the session cluster, through KUBECONFIG
+    cluster = Cluster()
+    assert cluster.server_version().startswith("v1.")
+    real = cluster._auth
+    assert real and next(iter(real.values())).startswith("Bearer ")
+    # As if the token had been rotated since it was read: the server answers 401 and we read it again.
+    cluster._auth = {"authorization": "Bearer not-a-valid-token"}
+    cluster._auth_at = time.monotonic()
+    assert cluster.namespace_exists("default")
+    assert cluster._auth == real
