@@ -610,9 +610,9 @@ class Bench:
         self.step(ms("render_floor", "helm template of every release, parallel on all cores"), self.render_floor)
         # The same floor with the Go GC settings promote gives each helm template (GOGC=off under a
         # GOMEMLIMIT): informational, so the table shows how much of promote's lead is helm made cheaper.
-        tuned = {**self.tools.env, "GOGC": "off", "GOMEMLIMIT": "512MiB"}
+        tuned = {**self.tools.env, "GOGC": "off", "GOMEMLIMIT": "256MiB"}
         self.step(
-            ms("render_floor_gogc_off", "the render floor with GOGC=off GOMEMLIMIT=512MiB, as promote runs helm"),
+            ms("render_floor_gogc_off", "the render floor with GOGC=off GOMEMLIMIT=256MiB, as promote runs helm"),
             lambda m: self.render_floor(m, tuned),
         )
         self.step(ms("baseline", "sequential helm template | kubectl diff --server-side"), self.baseline)

@@ -167,9 +167,12 @@ def _pvc(obj: dict[str, Any]) -> Health:
 
 
 def _service(obj: dict[str, Any]) -> Health:
-    # As helm's --wait and Argo CD: a LoadBalancer is ready once it has an address.
-    if obj.get("spec", {}).get("type") != "LoadBalancer":
+    # As helm's --wait and Argo CD: a LoadBalancer is ready once it has an address (or has external IPs).
+    spec = obj.get("spec", {})
+    if spec.get("type") != "LoadBalancer":
         return Health(HealthStatus.HEALTHY, "exists")
+    if spec.get("externalIPs"):
+        return Health(HealthStatus.HEALTHY, "external IPs set")
     if (obj.get("status", {}).get("loadBalancer") or {}).get("ingress"):
         return Health(HealthStatus.HEALTHY, "load balancer ready")
     return Health(HealthStatus.PROGRESSING, "waiting for a load balancer address")

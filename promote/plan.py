@@ -120,6 +120,11 @@ class ReleasePlan:
             return True
         return any(c.action != Action.UNCHANGED for c in self.changes if c.hook is None)
 
+    @property
+    def needs_apply(self) -> bool:
+        """True when apply has work here: changes, or a current revision to check for health first."""
+        return self.has_changes or (self.current_unverified and not self.errors)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {
@@ -133,6 +138,7 @@ class ReleasePlan:
             "manifestDigest": self.manifest_digest,
             "currentRevision": self.current_revision,
             "currentStatus": self.current_status,
+            "currentUnverified": self.current_unverified,
             "errors": list(self.errors),
             "changes": [c.to_dict() for c in self.changes],
         }
@@ -149,8 +155,8 @@ class EnvironmentPlan:
 
     @property
     def has_changes(self) -> bool:
-        """True when any release of the environment would change."""
-        return any(r.has_changes for r in self.releases)
+        """True when apply has work in the environment (see ReleasePlan.needs_apply)."""
+        return any(r.needs_apply for r in self.releases)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 PREFIX = "promote "
-# On the current helm storage Secret: when the sync finished healthy. helm ignores its Secrets' annotations.
+# On the current helm storage Secret: when the sync finished healthy. helm ignores it, and drops it when it
+# supersedes the revision (it rewrites the Secret), so only the current revision can carry it.
 SYNCED_AT_ANNOTATION = "promote.dev/synced-at"
 # Beside it, the UIDs of the workloads' pods at that moment: a pod not among them was recreated since.
 SYNCED_PODS_ANNOTATION = "promote.dev/synced-pods"

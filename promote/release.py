@@ -117,7 +117,24 @@ def promotion_of(hist: ReleaseHistory, rec: ReleaseRecord | None) -> Promotion |
 
 def unverified(hist: ReleaseHistory) -> ReleaseRecord | None:
     """The current revision, when promote made it but never saw it healthy (its apply died waiting)."""
-    latest = hist.latest
-    if latest is None or latest.status != "deployed" or Promotion.parse(latest.description) is None:
-        return None
-    return None if SYNCED_AT_ANNOTATION in latest.annotations else latest
+    rec = hist.deployed
+    return rec if rec is not None and _never_seen_healthy(rec) else None
+
+
+def last_good(hist: ReleaseHistory, below: int | None = None) -> ReleaseRecord | None:
+    """The revision a failed sync goes back to, as helm's --atomic picks it: the newest deployed or
+    superseded one (below `below`), skipping a current revision promote made but never saw healthy.
+
+    Only the current revision can be judged: helm rewrites a revision's storage Secret when it supersedes
+    it, dropping our stamp, so a superseded revision counts as good, as it does for helm.
+    """
+    for rec in reversed(hist.records):
+        if below is not None and rec.revision >= below:
+            continue
+        if rec.status == "superseded" or (rec.status == "deployed" and not _never_seen_healthy(rec)):
+            return rec
+    return None
+
+
+def _never_seen_healthy(rec: ReleaseRecord) -> bool:
+    return Promotion.parse(rec.description) is not None and SYNCED_AT_ANNOTATION not in rec.annotations

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,9 +149,18 @@ class ArgvCommand(Command):  # type: ignore[misc]
             )
             return out.stdout.decode().strip().removeprefix("v")
 
-        st = os.stat(self._executable)
-        parts = (os.path.realpath(self._executable), str(st.st_size), str(st.st_mtime_ns))
-        return semver.Version.parse(rendercache.remembered("helm-version", parts, ask))
+        real = os.path.realpath(self._executable)
+        with open(real, "rb") as f:
+            script = f.read(2) == b"#!"
+        if script or not os.path.basename(real).startswith("helm") or os.environ.get("PROMOTE_NO_RENDER_CACHE"):
+            # A version manager's shim (a script, or a link to the manager) may run another helm each time.
+            return semver.Version.parse(ask())
+        st = os.stat(real)
+        parts = (real, str(st.st_size), str(st.st_mtime_ns))
+        try:
+            return semver.Version.parse(rendercache.remembered("helm-version", parts, ask))
+        except ValueError:  # a damaged memo: ask helm itself
+            return semver.Version.parse(ask())
 
 
 def short_lived_env() -> dict[str, str]:
@@ -157,11 +169,12 @@ def short_lived_env() -> dict[str, str]:
     `helm template` of a small chart spends most of its ~35 ms of CPU starting up (the init of the
     Kubernetes client packages allocates ~11 MB), and with the default GOGC a quarter of that goes to
     collections whose memory would be freed at exit anyway. GOMEMLIMIT brings the collector back if a
-    huge chart ever nears the ceiling. A user's own GOGC/GOMEMLIMIT win.
+    huge chart ever nears 256 MiB, so cores+1 renders at a time stay small. A user's own GOGC or
+    GOMEMLIMIT wins.
     """
     env = dict(os.environ)
     if "GOGC" not in env and "GOMEMLIMIT" not in env:
-        env.update(GOGC="off", GOMEMLIMIT="512MiB")
+        env.update(GOGC="off", GOMEMLIMIT="256MiB")
     return env
 
 
@@ -172,18 +185,30 @@ def one_paragraph(stderr: str) -> str:
     return " ".join(lines)
 
 
-_CLIENTS: dict[tuple[str | None, str | None, str | None], Client] = {}
+_CLIENTS: dict[tuple[str | None, str | None, str | None, float], Client] = {}
 
 
-def client(*, kubeconfig: str | None = None, context: str | None = None, kube_version: str | None = None) -> Client:
-    """One pyhelm3 client per (kubeconfig, context, kube version); helm's version is asked once."""
-    key = (kubeconfig, context, kube_version)
+def client(
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    kube_version: str | None = None,
+    wait: float | None = None,
+) -> Client:
+    """One pyhelm3 client per (kubeconfig, context, kube version, wait); helm's version is asked once.
+
+    `wait` is the longest helm itself may wait (its --timeout): the process gets a minute more than
+    that before it is stopped, so a slow rollout never leaves a release pending because we killed helm.
+    """
+    timeout = max(HELM_TIMEOUT, (wait or 0) + 60)
+    key = (kubeconfig, context, kube_version, timeout)
     if key not in _CLIENTS:
         command = ArgvCommand(
             executable=helm_executable(),
             kubeconfig=Path(kubeconfig) if kubeconfig else None,
             kubecontext=context,
             kube_version=kube_version,
+            timeout=timeout,
         )
         _CLIENTS[key] = Client(command=command, executable=command._executable)
     return _CLIENTS[key]
@@ -201,10 +226,43 @@ class ChartInfo:
     # False when a template may read the cluster's version or APIs, or whether this is an install or an
     # upgrade (or Chart.yaml constrains kubeVersion): then a render waits until the cluster is known.
     cluster_independent: bool = False
+    uses_tpl: bool = False  # then values may carry template code, `lookup` included
+
+    def reads_cluster(self, values: dict[str, Any]) -> bool:
+        """True when rendering with these values may read live objects (`lookup`): never cache it."""
+        return self.uses_lookup or (self.uses_tpl and "lookup" in json.dumps(values))
 
 
 # Template text that makes a render depend on the cluster or the release's state, not on values alone.
-_CLUSTER_WORDS = (b"Capabilities", b"IsUpgrade", b"IsInstall", b"lookup")
+# `tpl` renders text from values or files, which may say anything, so it counts too.
+_CLUSTER_WORDS = re.compile(rb"Capabilities|IsUpgrade|IsInstall|lookup|\btpl\b")
+
+
+@dataclass
+class _Scan:
+    uses_lookup: bool = False
+    uses_tpl: bool = False
+    independent: bool = True
+
+    def file(self, rel: str, data: bytes) -> None:
+        """Look at one file of the chart, or of a dependency packaged as .tgz (scanned inside)."""
+        parts = rel.split("/")
+        if rel.endswith((".tgz", ".tar.gz")):
+            try:
+                with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                    for member in tar:
+                        f = tar.extractfile(member) if member.isfile() else None
+                        if f is not None:
+                            self.file(f"{rel}/{member.name}", f.read())
+            except (tarfile.TarError, OSError, EOFError):
+                self.independent = False  # unreadable: assume the worst
+        elif "templates" in parts[:-1]:  # the chart's and its subcharts' templates
+            words = set(_CLUSTER_WORDS.findall(data))
+            self.uses_lookup = self.uses_lookup or b"lookup" in words
+            self.uses_tpl = self.uses_tpl or b"tpl" in words
+            self.independent = self.independent and not words
+        elif parts[-1] == "Chart.yaml" and b"kubeVersion" in data:
+            self.independent = False
 
 
 def chart_info(path: Path) -> ChartInfo:
@@ -215,25 +273,20 @@ def chart_info(path: Path) -> ChartInfo:
     except (OSError, yaml.YAMLError) as e:
         raise HelmError(f"cannot read chart metadata {chart_yaml}: {e}") from e
     h = hashlib.sha256()
-    uses_lookup = False
-    independent = True
+    scan = _Scan()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = f.relative_to(path).as_posix()
         data = f.read_bytes()
         h.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
-        parts = rel.split("/")
-        if "templates" in parts[:-1]:  # the chart's and its subcharts' templates
-            uses_lookup = uses_lookup or b"lookup" in data
-            independent = independent and not any(w in data for w in _CLUSTER_WORDS)
-        elif parts[-1] == "Chart.yaml" and b"kubeVersion" in data:
-            independent = False
+        scan.file(rel, data)
     return ChartInfo(
         path=path,
         name=str(meta.get("name")),
         version=str(meta.get("version")),
         digest=h.hexdigest(),
-        uses_lookup=uses_lookup,
-        cluster_independent=independent,
+        uses_lookup=scan.uses_lookup,
+        cluster_independent=scan.independent,
+        uses_tpl=scan.uses_tpl,
     )
 
 

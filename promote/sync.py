@@ -21,7 +21,7 @@ from typing import Any
 
 from promote import health, render
 from promote.cluster import Cluster
-from promote.errors import HealthError, PromoteError
+from promote.errors import ClusterError, HealthError, HelmError, PromoteError
 from promote.plan import HookPhase
 
 WAIT_ANNOUNCE_AFTER = 2.0  # seconds a wait lasts before we say what it waits for
@@ -99,7 +99,6 @@ class Watcher:
         self._waiting_since: dict[tuple[str, str], float] = {}
         self._announced: dict[tuple[str, str], float] = {}
         self._active_hooks: dict[str, tuple[str, str, health.Health]] = {}  # name -> (phase, pod phase, health)
-        self._closing = False
         self._threads = [
             threading.Thread(target=self._watch_hooks, daemon=True, name="watch-hooks"),
             threading.Thread(target=self._poll_workloads, daemon=True, name="poll-workloads"),
@@ -116,13 +115,14 @@ class Watcher:
         # or the server's timeout, and it emits nothing once stopped, so waiting for it would only cost time.
         self._threads[1].join(timeout=2)
         # A rollout can end between two polls: one last look, so every workload's final state is shown.
-        self._closing = True
-        self._poll_once()
+        self._poll_once(final=True)
 
-    def _report(self, kind: str, name: str, status: str, h: health.Health, hook: str, message: str = "") -> None:
+    def _report(
+        self, kind: str, name: str, status: str, h: health.Health, hook: str, message: str = "", final: bool = False
+    ) -> None:
         key = (kind, name)
         state = (status, h.status.value)
-        if (self.stop.is_set() and not self._closing) or self._seen.get(key) == state:
+        if (self.stop.is_set() and not final) or self._seen.get(key) == state:
             return
         self._seen[key] = state
         self._emit(kind, name, status, h.status.value, hook, message or h.message)
@@ -174,7 +174,7 @@ class Watcher:
                     )
             self._poll_once()
 
-    def _poll_once(self) -> None:
+    def _poll_once(self, final: bool = False) -> None:
         for api_version, kind, name in self.workloads:
             try:
                 obj = self.cluster.get(api_version, kind, self.namespace, name)
@@ -182,8 +182,8 @@ class Watcher:
                 continue
             h = health.check(obj)
             status = "Missing" if obj is None else "Synced"
-            self._report(kind, name, status, h, "")
-            if not self._closing and self._announce((kind, name), h.status == health.HealthStatus.PROGRESSING):
+            self._report(kind, name, status, h, "", final=final)
+            if not final and self._announce((kind, name), h.status == health.HealthStatus.PROGRESSING):
                 self._emit(kind, name, status, h.status.value, "", f"waiting for {kind} {name}: {h.message}")
 
 
@@ -220,7 +220,10 @@ def wait_healthy(cluster: Cluster, namespace: str, objs: list[dict[str, Any]], t
     deadline = time.monotonic() + timeout
     interval = HEALTH_POLL_FIRST
     while True:
-        h = release_health(cluster, namespace, objs)
+        try:
+            h = release_health(cluster, namespace, objs)
+        except ClusterError as e:  # a blip of the API is no verdict on the release: ask again until the deadline
+            h = health.Health(health.HealthStatus.PROGRESSING, f"cannot read the release's objects: {e}")
         if h.status == health.HealthStatus.HEALTHY or time.monotonic() >= deadline:
             return h
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
@@ -252,7 +255,9 @@ async def helm_upgrade(
 
     Without `wait`, a failure leaves the release `failed` for the caller to roll back.
     """
-    helm = render.client(kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version())
+    helm = render.client(
+        kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version(), wait=timeout
+    )
     try:
         rev = await helm.install_or_upgrade_release(
             release,
@@ -268,7 +273,7 @@ async def helm_upgrade(
     except PromoteError as e:
         if not wait:
             raise
-        raise type(e)(f"sync of release {release} in {namespace} failed and helm rolled it back: {e}") from e
+        raise HelmError(f"sync of release {release} in {namespace} failed and helm rolled it back: {e}") from e
     return int(rev.revision)
 
 
@@ -276,7 +281,9 @@ async def helm_rollback(
     *, cluster: Cluster, context: str | None, release: str, namespace: str, revision: int | None, timeout: float
 ) -> None:
     """helm rollback to a revision (the previous one when None), waiting for it."""
-    helm = render.client(kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version())
+    helm = render.client(
+        kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version(), wait=timeout
+    )
     await helm._command.rollback(release, revision, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
 
 
@@ -284,7 +291,9 @@ async def helm_uninstall(
     *, cluster: Cluster, context: str | None, release: str, namespace: str, timeout: float
 ) -> None:
     """helm uninstall, waiting for it: the way out of an install that never completed."""
-    helm = render.client(kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version())
+    helm = render.client(
+        kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version(), wait=timeout
+    )
     await helm._command.uninstall(release, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
 
 

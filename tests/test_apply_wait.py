@@ -27,6 +27,7 @@ from apply_helpers import (
     helm_values,
     lease,
     pods,
+    promote_json,
     start_promote,
     wait_until,
 )
@@ -186,6 +187,10 @@ def test_kill_9_while_waiting_then_rerun_verifies_the_revision(
 
     victim = _kill_while_waiting(repo, tmp_path / "logs", kube, default_ns)
 
+    # The plan says so, and a pipeline's --detailed-exitcode sees work to do.
+    (before,) = promote_json(repo, "plan", "default", "--detailed-exitcode", code=2).doc["environments"]
+    assert [(r["currentRevision"], r["currentUnverified"]) for r in before["releases"]] == [(2, True)]
+
     rerun = apply(repo, "default", "--lock-ttl", "5s", "--timeout", "60s", code=0)
     recovering = [e for e in rerun.doc["events"] if e["kind"] == "Release" and "recover" in e["message"]]
     assert [e["message"] for e in recovering] == [
@@ -198,6 +203,8 @@ def test_kill_9_while_waiting_then_rerun_verifies_the_revision(
     assert [(r["revision"], r["status"]) for r in helm_history(default_ns, APP)] == [(1, "superseded"), (2, "deployed")]
     assert _stamps(kube, default_ns)[2] is not None
     assert available(deployment(kube, default_ns, APP)) == (1, 1)
+    (after,) = promote_json(repo, "plan", "default", "--detailed-exitcode", code=0).doc["environments"]
+    assert [r["currentUnverified"] for r in after["releases"]] == [False]
     assert all(p["metadata"]["annotations"].get("sim.promote.dev/delay") == "8s" for p in _app_pods(kube, default_ns))
 
 
@@ -233,3 +240,28 @@ def _app_pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:
         if p["metadata"].get("labels", {}).get("app.kubernetes.io/instance") == APP
         and not p["metadata"].get("deletionTimestamp")
     ]
+
+
+def test_rollback_of_an_unverified_revision_does_not_wait_for_it(
+    tmp_path: Path, kube: Kube, two_namespaces: tuple[str, str]
+) -> None:
+    default_ns, prod_ns = two_namespaces
+    repo = _repo(tmp_path, default_ns, prod_ns)
+    apply(repo, "default", code=0)
+    good_values = helm_values(default_ns, APP)
+    edit_env(
+        repo,
+        "default",
+        values={**env_values(repo, "default"), **_pod_annotations({"sim.promote.dev/never-ready": "true"})},
+    )
+    commit(repo, "default: pods that never become ready")
+    _kill_while_waiting(repo, tmp_path / "logs", kube, default_ns)
+
+    run = promote_json(repo, "rollback", "default", "--timeout", "60s", code=0)
+    assert not [e for e in run.doc["events"] if "recover" in e["message"]], run.doc["events"]
+    (rel,) = run.doc["environments"][0]["releases"]
+    assert rel["outcome"] == "rolled-back" and rel["health"] == "Healthy"
+    history = helm_history(default_ns, APP)
+    assert [(r["revision"], r["status"]) for r in history][-1] == (3, "deployed")
+    assert helm_values(default_ns, APP) == good_values
+    assert _stamps(kube, default_ns)[3] is not None

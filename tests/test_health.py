@@ -41,6 +41,7 @@ EXPECTED = {
     "service-clusterip": HealthStatus.HEALTHY,
     "service-loadbalancer-pending": HealthStatus.PROGRESSING,
     "service-loadbalancer-ready": HealthStatus.HEALTHY,
+    "service-loadbalancer-external-ips": HealthStatus.HEALTHY,
 }
 
 

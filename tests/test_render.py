@@ -19,7 +19,7 @@ from apply_helpers import apply, edit_env, env_values
 from helpers import CHART, cli, commit, make_repo
 
 from promote import render, rendercache
-from promote.cluster import Cluster
+from promote.cluster import Cluster, Resource
 from promote.devcluster.kube import Kube
 
 # --- which charts may render before the cluster is known ------------------------------------------
@@ -108,7 +108,7 @@ def test_helm_template_runs_without_go_gc_unless_the_user_says(monkeypatch: pyte
     monkeypatch.delenv("GOGC", raising=False)
     monkeypatch.delenv("GOMEMLIMIT", raising=False)
     env = render.short_lived_env()
-    assert (env["GOGC"], env["GOMEMLIMIT"]) == ("off", "512MiB")
+    assert (env["GOGC"], env["GOMEMLIMIT"]) == ("off", "256MiB")
     monkeypatch.setenv("GOGC", "50")
     env = render.short_lived_env()
     assert env["GOGC"] == "50" and "GOMEMLIMIT" not in env
@@ -157,3 +157,68 @@ def test_rejected_credentials_are_read_again(kube: Kube) -> None:
     cluster._auth_at = time.monotonic()
     assert cluster.namespace_exists("default")
     assert cluster._auth == real
+
+
+def _tgz(path: Path, files: dict[str, str]) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_packaged_dependency_is_looked_into(tmp_path: Path) -> None:
+    root = _chart(tmp_path, {})
+    (root / "charts").mkdir()
+    _tgz(
+        root / "charts" / "common-2.0.0.tgz",
+        {
+            "common/Chart.yaml": "apiVersion: v2\nname: common\nversion: 2.0.0\ntype: library\n",
+            "common/templates/_capabilities.tpl": '{{ define "common.kv" }}{{ .Capabilities.KubeVersion }}{{ end }}',
+        },
+    )
+    assert not render.chart_info(root).cluster_independent
+    plain = _chart(tmp_path / "plain", {})
+    (plain / "charts").mkdir()
+    _tgz(plain / "charts" / "dep-1.0.0.tgz", {"dep/templates/cm.yaml": "kind: ConfigMap\n"})
+    assert render.chart_info(plain).cluster_independent
+
+
+def test_tpl_makes_a_chart_depend_on_its_values(tmp_path: Path) -> None:
+    info = render.chart_info(_chart(tmp_path, {"templates/extra.yaml": "{{ tpl .Values.extra . }}\n"}))
+    assert info.uses_tpl and not info.cluster_independent and not info.uses_lookup
+    assert not info.reads_cluster({"extra": "kind: ConfigMap"})
+    assert info.reads_cluster({"extra": '{{ (lookup "v1" "Secret" "ns" "s").data }}'})
+
+
+def test_a_version_managers_shim_is_asked_every_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
+    shim = tmp_path / "helm"
+    shim.write_text(f'#!/bin/sh\nexec "{render.helm_executable()}" "$@"\n')
+    shim.chmod(0o755)
+    version = render.ArgvCommand(executable=str(shim)).client_version()
+    assert version.major == 3
+    assert not list((tmp_path / "cache").rglob("helm-version-*"))
+
+
+def test_an_api_blip_during_the_health_wait_is_not_a_verdict(tmp_path: Path) -> None:
+    from promote import health, sync
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: gone\n"
+        "clusters: [{name: gone, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: gone, context: {cluster: gone, user: u}}]\n"
+    )
+    cluster = Cluster(kubeconfig=str(kubeconfig))
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    # Discovery known, so the failing request is the read of the object itself (nothing listens on :9).
+    cluster._discovery["v1"] = {"ConfigMap": Resource("v1", "ConfigMap", "configmaps", True)}
+    h = sync.wait_healthy(cluster, "default", [cm], timeout=0.3)
+    assert h.status == health.HealthStatus.PROGRESSING
+    assert "cannot read the release's objects" in h.message and "unreachable" in h.message

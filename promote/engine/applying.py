@@ -1,9 +1,9 @@
 """Applying: sync each environment of the chain in order, behind its gate and lock; and rolling back.
 
 Per environment: check the gate, then per release take the environment's Lease, re-read the release
-under it, run helm (atomic, so a failure rolls back by itself), wait for our own health checks, and
-record the promotion in the helm revision's description. The first failure stops the chain, so later
-environments are never touched.
+under it, run helm, wait for our own health checks, and record the promotion in the helm revision's
+description. A failure is rolled back to the last good revision, as `--atomic` would, and stops the
+chain, so later environments are never touched.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from promote.errors import GateBlocked, HelmError, PolicyViolation, PromoteError
 from promote.gate import GateCheck
 from promote.lock import EnvLock
 from promote.plan import ReleasePlan
-from promote.release import ReleaseHistory, ReleaseRecord, history, promotion_of, stamp, unverified
+from promote.release import ReleaseHistory, ReleaseRecord, history, last_good, promotion_of, stamp, unverified
 from promote.results import ApplyResult, EnvResult, ReleaseResult
 from promote.values import Violation
 
@@ -179,7 +179,7 @@ def _apply_env(
         raise _EnvFailed(result("blocked", [], checks), GateBlocked(f"promotion to {env} blocked: {why}"))
     results: list[ReleaseResult] = []
     for t, p, rendered in pairs:
-        if not p.has_changes and not p.current_unverified:
+        if not p.needs_apply:
             results.append(
                 ReleaseResult(
                     t.app.name,
@@ -225,11 +225,13 @@ def sync_release(
     *,
     changes: ReleasePlan | None = None,
     rendered: list[dict[str, Any]] | None = None,
+    verify: bool = True,
 ) -> ReleaseResult:
     """Lock the environment, helm upgrade one release, wait until healthy; roll back on failure.
 
     `changes` and `rendered` are the plan made before taking the lock; when we had to wait for the lock
-    (or took over a crashed apply's), the release is planned again under it.
+    (or took over a crashed apply's), the release is planned again under it. `verify` first finishes the
+    health check of a current revision nobody saw healthy (a rollback replaces it instead).
     """
     env, ns, release = t.env.name, t.env.namespace, t.env.release
     lock = EnvLock(cluster, ns, env, f"{promo.by}/{os.getpid()}", ttl=aopts.lock_ttl)
@@ -261,35 +263,31 @@ def sync_release(
             )
             recover_pending(cluster, t, hist, aopts)
             hist = history(cluster, ns, release)
-        verified = False
-        if (rec := unverified(hist)) is not None:
-            verified = _verify_unverified(cluster, t, hist, rec, lock.took_over, aopts, emit)
-            hist = history(cluster, ns, release)
-        if changes is None or rendered is None or lock.waited > 0 or lock.took_over or rec is not None:
+        replan = changes is None or rendered is None or lock.waited > 0 or bool(lock.took_over)
+        if changes is not None and not changes.has_changes:
+            replan = True  # here only to check an unverified revision, which someone may have done since
+        if replan:
             # Plan again under the lock: an apply we waited for may already have done the work.
-            renders: dict[int, list[dict[str, Any]]] = {}
-            changes = asyncio.run(_plan_all([t], {t.context: cluster}, [], renders=renders))[0]
-            rendered = renders.get(0, [])
-            if changes.errors:
-                raise PromoteError(f"cannot sync {release} in {ns}: {'; '.join(changes.errors)}")
-            if not changes.has_changes:
-                return ReleaseResult(
-                    t.app.name,
-                    release,
-                    ns,
-                    "unchanged",
-                    changes.current_revision,
-                    message=f"revision {changes.current_revision} seen healthy"
-                    if verified
-                    else "already in sync (another apply did it while we waited)",
-                )
+            changes, rendered = _replan(cluster, t)
+        assert changes is not None and rendered is not None
+        done_before = ""
+        if verify and (rec := unverified(hist)) is not None and not changes.has_changes:
+            # Git still wants what that revision holds: finish the wait its apply began.
+            done_before = _verify_unverified(cluster, t, hist, rec, lock.took_over, aopts, emit)
+            hist = history(cluster, ns, release)
+            changes, rendered = _replan(cluster, t)
+        if not changes.has_changes:
+            message = done_before or "already in sync (another apply did it while we waited)"
+            outcome = "rolled-back" if done_before.startswith("rolled back") else "unchanged"
+            return ReleaseResult(t.app.name, release, ns, outcome, changes.current_revision, message=message)
         objs = [o for o in rendered if not render.hook_annotation(o)]
         workloads = [
             (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs if o.get("kind") in sync.WORKLOAD_KINDS
         ]
         # helm waits (atomically) only when post-* hooks must see ready resources; else our wait is faster.
         helm_waits = sync.runs_post_hooks(rendered)
-        last_good = hist.deployed
+        good = last_good(hist)  # an unverified current revision is skipped: it is no place to go back to
+        newest = hist.latest.revision if hist.latest else 0
         with sync.Watcher(cluster, env, ns, workloads, emit):
             try:
                 rev = asyncio.run(
@@ -308,20 +306,108 @@ def sync_release(
             except PromoteError as e:
                 if helm_waits:
                     raise
-                after = history(cluster, ns, release).latest
-                made = after is not None and (last_good is None or after.revision > last_good.revision)
-                done = restore(cluster, t, last_good, aopts) if made else "nothing was changed"
-                raise type(e)(f"sync of release {release} in {ns} failed, {done}: {e}") from e
+                done = _restore_after_failure(cluster, t, good, newest, aopts)
+                raise HelmError(f"sync of release {release} in {ns} failed, {done}: {e}") from e
             h = sync.wait_healthy(cluster, ns, objs, aopts.timeout)
         if h.status != health.HealthStatus.HEALTHY:
-            done = restore(cluster, t, last_good, aopts)
+            done = _restore_after_failure(cluster, t, good, newest, aopts)
             raise sync.health_error(release, ns, h, aopts.timeout, done)
         _stamp_synced(cluster, ns, release, rev, objs)
-        return ReleaseResult(
-            t.app.name, release, ns, "synced", rev, h.status.value, h.message, changes.changes if changes else ()
-        )
+        return ReleaseResult(t.app.name, release, ns, "synced", rev, h.status.value, h.message, changes.changes)
     finally:
         lock.release()
+
+
+def _replan(cluster: Cluster, t: Target) -> tuple[ReleasePlan, list[dict[str, Any]]]:
+    renders: dict[int, list[dict[str, Any]]] = {}
+    changes = asyncio.run(_plan_all([t], {t.context: cluster}, [], renders=renders))[0]
+    if changes.errors:
+        raise PromoteError(f"cannot sync {t.env.release} in {t.env.namespace}: {'; '.join(changes.errors)}")
+    return changes, renders.get(0, [])
+
+
+def _restore_after_failure(
+    cluster: Cluster, t: Target, good: ReleaseRecord | None, newest: int, aopts: ApplyOptions
+) -> str:
+    """Undo a failed sync, as --atomic would; what was done, for the error (which must keep the cause)."""
+    try:
+        latest = history(cluster, t.env.namespace, t.env.release).latest
+        if latest is None or latest.revision <= newest:
+            return "nothing was changed"  # helm failed before it wrote a revision
+        return restore(cluster, t, good, aopts)
+    except PromoteError as e:
+        return f"and restoring the last good revision failed too ({e})"
+
+
+def _stamp_synced(cluster: Cluster, ns: str, release: str, rev: int, objs: list[dict[str, Any]]) -> None:
+    """Mark revision `rev` as seen healthy, with its workloads' pods (a later pod was recreated since)."""
+    current = history(cluster, ns, release).deployed
+    if current is None or current.revision != rev:
+        return
+    uids = sorted(
+        p["metadata"]["uid"]
+        for o in objs
+        if o.get("kind") in ("Deployment", "StatefulSet", "DaemonSet")
+        and (w := cluster.get(o["apiVersion"], o["kind"], ns, o["metadata"]["name"])) is not None
+        for p in sync.workload_pods(cluster, ns, w)
+    )
+    stamp(
+        cluster,
+        ns,
+        current,
+        {record.SYNCED_AT_ANNOTATION: record.now().isoformat(), record.SYNCED_PODS_ANNOTATION: ",".join(uids)},
+    )
+
+
+def _verify_unverified(
+    cluster: Cluster,
+    t: Target,
+    hist: ReleaseHistory,
+    rec: ReleaseRecord,
+    crashed: str | None,
+    aopts: ApplyOptions,
+    emit: sync.Emit,
+) -> str:
+    """Finish the wait an apply began but never ended: stamp the revision, or restore the one before.
+
+    With a crashed apply's lock in hand this is what its `--atomic` would have done: the environment
+    ends at a revision seen healthy. Without that evidence (say the stamp itself once failed), a revision
+    that stays unhealthy is reported, not rolled back. Returns what was done.
+    """
+    ns, release = t.env.namespace, t.env.release
+    why = f" (the apply of {crashed} crashed while waiting)" if crashed else ""
+
+    def say(message: str) -> None:
+        emit(sync.Event(record.now(), t.env.name, "Release", ns, release, rec.status, "", "", message))
+
+    say(f"recovering: revision {rec.revision} was never seen healthy{why}; waiting for it")
+    objs = [o for o in rec.manifest if "metadata" in o]
+    h = sync.wait_healthy(cluster, ns, objs, aopts.timeout)
+    if h.status == health.HealthStatus.HEALTHY:
+        _stamp_synced(cluster, ns, release, rec.revision, objs)
+        say(f"recovered: revision {rec.revision} is healthy")
+        return f"revision {rec.revision} seen healthy"
+    if not crashed:
+        raise sync.health_error(
+            release, ns, h, aopts.timeout, f"revision {rec.revision} was never seen healthy; `promote rollback`"
+        )
+    done = restore(cluster, t, last_good(hist, below=rec.revision), aopts)
+    say(f"recovered: {done}")
+    return f"{done}: revision {rec.revision} was never seen healthy"
+
+
+def restore(cluster: Cluster, t: Target, good: ReleaseRecord | None, aopts: ApplyOptions) -> str:
+    """Back to the last good revision, or uninstall when there was none, as helm's --atomic does."""
+    ns, release = t.env.namespace, t.env.release
+    if good is None:
+        asyncio.run(
+            sync.helm_uninstall(
+                cluster=cluster, context=t.context, release=release, namespace=ns, timeout=aopts.timeout
+            )
+        )
+        return "uninstalled (it had no earlier good revision)"
+    _helm_rollback(cluster, t, good.revision, aopts)
+    return f"rolled back to revision {good.revision}"
 
 
 # --- rollback ---------------------------------------------------------------------------------------
@@ -372,71 +458,6 @@ def _stuck_message(env: str, release: str, ns: str, hist: ReleaseHistory) -> str
     return f"{state}, left by a helm process that was killed or is still running. Way out: {way}"
 
 
-def _stamp_synced(cluster: Cluster, ns: str, release: str, rev: int, objs: list[dict[str, Any]]) -> None:
-    """Mark revision `rev` as seen healthy, with its workloads' pods (a later pod was recreated since)."""
-    current = history(cluster, ns, release).deployed
-    if current is None or current.revision != rev:
-        return
-    uids = sorted(
-        p["metadata"]["uid"]
-        for o in objs
-        if o.get("kind") in ("Deployment", "StatefulSet", "DaemonSet")
-        and (w := cluster.get(o["apiVersion"], o["kind"], ns, o["metadata"]["name"])) is not None
-        for p in sync.workload_pods(cluster, ns, w)
-    )
-    stamp(
-        cluster,
-        ns,
-        current,
-        {record.SYNCED_AT_ANNOTATION: record.now().isoformat(), record.SYNCED_PODS_ANNOTATION: ",".join(uids)},
-    )
-
-
-def _verify_unverified(
-    cluster: Cluster,
-    t: Target,
-    hist: ReleaseHistory,
-    rec: ReleaseRecord,
-    crashed: str | None,
-    aopts: ApplyOptions,
-    emit: sync.Emit,
-) -> bool:
-    """Finish the wait an apply began but never ended (it crashed): stamp the revision, or restore the one before.
-
-    This is what `--atomic` would have done had that apply lived: the environment ends at a revision seen
-    healthy, never at one nobody checked. True when the revision was seen healthy.
-    """
-    ns, release = t.env.namespace, t.env.release
-    why = f" (the apply of {crashed} crashed while waiting)" if crashed else ""
-
-    def say(message: str) -> None:
-        emit(sync.Event(record.now(), t.env.name, "Release", ns, release, rec.status, "", "", message))
-
-    say(f"recovering: revision {rec.revision} was never seen healthy{why}; waiting for it")
-    objs = [o for o in rec.manifest if "metadata" in o]
-    if sync.wait_healthy(cluster, ns, objs, aopts.timeout).status == health.HealthStatus.HEALTHY:
-        _stamp_synced(cluster, ns, release, rec.revision, objs)
-        say(f"recovered: revision {rec.revision} is healthy")
-        return True
-    before = next((r for r in reversed(hist.records) if r.revision < rec.revision and r.status == "superseded"), None)
-    say(f"recovered: {restore(cluster, t, before, aopts)}")
-    return False
-
-
-def restore(cluster: Cluster, t: Target, last_good: ReleaseRecord | None, aopts: ApplyOptions) -> str:
-    """Back to the last good revision, or uninstall when there was none, as helm's --atomic does."""
-    ns, release = t.env.namespace, t.env.release
-    if last_good is None:
-        asyncio.run(
-            sync.helm_uninstall(
-                cluster=cluster, context=t.context, release=release, namespace=ns, timeout=aopts.timeout
-            )
-        )
-        return "uninstalled (it had no earlier good revision)"
-    _helm_rollback(cluster, t, last_good.revision, aopts)
-    return f"rolled back to revision {last_good.revision}"
-
-
 def _helm_rollback(cluster: Cluster, t: Target, revision: int, aopts: ApplyOptions) -> None:
     asyncio.run(
         sync.helm_rollback(
@@ -451,12 +472,13 @@ def _helm_rollback(cluster: Cluster, t: Target, revision: int, aopts: ApplyOptio
 
 
 def recover_pending(cluster: Cluster, t: Target, hist: ReleaseHistory, aopts: ApplyOptions) -> str:
-    """Clear a pending-* state: back to the last deployed revision, or uninstall a never-completed install."""
-    if hist.deployed is None:
+    """Clear a pending-* state: back to the last good revision, or uninstall a never-completed install."""
+    good = last_good(hist)
+    if good is None:
         restore(cluster, t, None, aopts)
         return "uninstalled the install that never completed"
-    restore(cluster, t, hist.deployed, aopts)
-    return f"helm rollback to revision {hist.deployed.revision}"
+    restore(cluster, t, good, aopts)
+    return f"helm rollback to revision {good.revision}"
 
 
 def _pick(hist: ReleaseHistory, to: str | None) -> tuple[int, record.Promotion | None]:
@@ -509,7 +531,7 @@ def _rollback_release(
                         action=record.RecordAction.ROLLBACK,
                         rolled_back_to=number,
                     )
-                    res = sync_release(cluster, old_t, again, aopts, emit)
+                    res = sync_release(cluster, old_t, again, aopts, emit, verify=False)
                     return replace(
                         res, outcome="rolled-back", message=f"re-synced {promo.revision[:7]} (was revision {number})"
                     )

@@ -123,7 +123,7 @@ async def _plan_all(
     early_tasks = {
         i: loop.create_task(early(t))
         for i, t in enumerate(targets)
-        if t.chart.cluster_independent and not t.chart.uses_lookup and not has_errors(t)
+        if t.chart.cluster_independent and not has_errors(t)
     }
 
     async def settle() -> None:
@@ -167,7 +167,7 @@ async def _plan_all(
                     cached = objs, digest
                 else:
                     fresh = objs, digest
-            elif not t.chart.uses_lookup:
+            elif not t.chart.reads_cluster(t.values):
                 k = cache_key(t, cluster.server_version(), str(upgrade))
                 cached = rendercache.load(k) if use_cache and upgrade else None
             # Only a deployed release can be proven unchanged from a cached render.
@@ -183,7 +183,7 @@ async def _plan_all(
                 # Not cached, or cached (Secrets fingerprinted) but not provably unchanged: render for real.
                 rendered = await helm_render(t, None if independent else cluster.server_version(), upgrade)
                 digest = manifest_digest(rendered)
-                if not t.chart.uses_lookup:
+                if not t.chart.reads_cluster(t.values):
                     kv, up = ("any", "any") if independent else (cluster.server_version(), str(upgrade))
                     rendercache.store(cache_key(t, kv, up), rendered, digest)
             if renders is not None:
