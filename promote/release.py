@@ -85,9 +85,14 @@ def decode(secret: dict[str, Any]) -> ReleaseRecord:
     )
 
 
-def history(cluster: Cluster, namespace: str, release: str) -> ReleaseHistory:
-    """The stored revisions of a release (empty when it was never installed)."""
-    secrets = cluster.list("v1", "Secret", namespace, label_selector=f"owner=helm,name={release}")
+def history(cluster: Cluster, namespace: str, release: str, *, current_only: bool = False) -> ReleaseHistory:
+    """The stored revisions of a release (empty when it was never installed).
+
+    `current_only` skips superseded revisions, which is all a health check needs: each revision is a
+    compressed copy of the whole manifest, and a long history makes decoding them all the slow part.
+    """
+    selector = f"owner=helm,name={release}" + (",status!=superseded" if current_only else "")
+    secrets = cluster.list("v1", "Secret", namespace, label_selector=selector)
     records = sorted((decode(s) for s in secrets), key=lambda r: r.revision)
     return ReleaseHistory(tuple(records))
 

@@ -60,22 +60,30 @@ class Snapshot:
         """True when the namespace exists and is not being deleted."""
         return self._once(("ns", namespace), lambda: self.cluster.namespace_exists(namespace))
 
-    def releases(self, namespace: str) -> dict[str, ReleaseHistory]:
-        """The current revisions of every helm release in a namespace (superseded ones are not read)."""
+    def _release_secrets(self, namespace: str) -> dict[str, list[dict[str, Any]]]:
+        """helm's storage Secrets of the current revisions in a namespace, by release (not decoded)."""
 
-        def fetch() -> dict[str, ReleaseHistory]:
+        def fetch() -> dict[str, list[dict[str, Any]]]:
             secrets = self.cluster.list("v1", "Secret", namespace, label_selector="owner=helm,status!=superseded")
-            by_name: dict[str, list[Any]] = {}
+            by_name: dict[str, list[dict[str, Any]]] = {}
             for s in secrets:
-                rec = decode(s)
-                by_name.setdefault(rec.name, []).append(rec)
-            return {n: ReleaseHistory(tuple(sorted(rs, key=lambda r: r.revision))) for n, rs in by_name.items()}
+                by_name.setdefault(str((s.get("metadata", {}).get("labels") or {}).get("name", "")), []).append(s)
+            return by_name
 
         return self._once(("releases", namespace), fetch)
 
     def release(self, namespace: str, name: str) -> ReleaseHistory:
-        """A release's current revisions (empty when never installed)."""
-        return self.releases(namespace).get(name, ReleaseHistory(()))
+        """A release's current revisions (empty when never installed).
+
+        One list serves every release of the namespace, but only the releases asked for are decoded
+        (base64, gzip, JSON and the manifest's YAML): applying one app must not pay for fifty.
+        """
+
+        def decode_all() -> ReleaseHistory:
+            records = (decode(s) for s in self._release_secrets(namespace).get(name, []))
+            return ReleaseHistory(tuple(sorted(records, key=lambda r: r.revision)))
+
+        return self._once(("release", namespace, name), decode_all)
 
     def hpa_targets(self, namespace: str) -> set[tuple[str, str]]:
         """(kind, name) of every workload an HPA scales: its spec.replicas belongs to the HPA."""

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from promote import health, render
+from promote import health
+from promote.chart import ChartInfo, hook_annotation
 from promote.cluster import Cluster
 from promote.errors import ClusterError, HealthError, HelmError, PromoteError
 from promote.plan import HookPhase
@@ -233,7 +234,7 @@ def wait_healthy(cluster: Cluster, namespace: str, objs: list[dict[str, Any]], t
 def runs_post_hooks(rendered: list[dict[str, Any]]) -> bool:
     """Whether a render has post-install/post-upgrade hooks, which must run only once resources are ready."""
     for obj in rendered:
-        events = {e.strip() for e in (render.hook_annotation(obj) or "").split(",")}
+        events = {e.strip() for e in (hook_annotation(obj) or "").split(",")}
         if events & {"post-install", "post-upgrade"}:
             return True
     return False
@@ -243,7 +244,7 @@ async def helm_upgrade(
     *,
     cluster: Cluster,
     context: str | None,
-    chart: render.ChartInfo,
+    chart: ChartInfo,
     release: str,
     namespace: str,
     values: dict[str, Any],
@@ -255,6 +256,8 @@ async def helm_upgrade(
 
     Without `wait`, a failure leaves the release `failed` for the caller to roll back.
     """
+    from promote import render
+
     helm = render.client(
         kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version(), wait=timeout
     )
@@ -281,6 +284,8 @@ async def helm_rollback(
     *, cluster: Cluster, context: str | None, release: str, namespace: str, revision: int | None, timeout: float
 ) -> None:
     """helm rollback to a revision (the previous one when None), waiting for it."""
+    from promote import render
+
     helm = render.client(
         kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version(), wait=timeout
     )
@@ -291,6 +296,8 @@ async def helm_uninstall(
     *, cluster: Cluster, context: str | None, release: str, namespace: str, timeout: float
 ) -> None:
     """helm uninstall, waiting for it: the way out of an install that never completed."""
+    from promote import render
+
     helm = render.client(
         kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version(), wait=timeout
     )

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from promote import gate, health, record, render, saved, sync
+from promote import gate, health, record, saved, sync
+from promote.chart import hook_annotation
 from promote.cluster import Cluster, connect
 from promote.engine.planning import _connect_all, _plan_all, assemble
 from promote.engine.workspace import Options, Target, Workspace
@@ -212,7 +213,7 @@ def _env_health(clusters: dict[str | None, Cluster], targets: list[Target]) -> s
     hs = []
     for t in targets:
         c = clusters[t.context]
-        hs.append(release_health(c, t.env.namespace, history(c, t.env.namespace, t.env.release)))
+        hs.append(release_health(c, t.env.namespace, history(c, t.env.namespace, t.env.release, current_only=True)))
     return health.worst(hs).status.value
 
 
@@ -280,7 +281,7 @@ def sync_release(
             message = done_before or "already in sync (another apply did it while we waited)"
             outcome = "rolled-back" if done_before.startswith("rolled back") else "unchanged"
             return ReleaseResult(t.app.name, release, ns, outcome, changes.current_revision, message=message)
-        objs = [o for o in rendered if not render.hook_annotation(o)]
+        objs = [o for o in rendered if not hook_annotation(o)]
         workloads = [
             (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs if o.get("kind") in sync.WORKLOAD_KINDS
         ]

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from promote import diff, render, rendercache
+from promote import diff, rendercache
+from promote.chart import helm_executable, helm_version, hook_annotation
 from promote.cluster import ApiError, Cluster, connect
 from promote.engine.workspace import Options, Target, Workspace
 from promote.errors import PromoteError
@@ -93,8 +94,11 @@ async def _plan_all(
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="promote-api")
     loop = asyncio.get_running_loop()
     use_cache = details is None
+    helm = helm_version(helm_executable())
 
     async def helm_render(t: Target, kube_version: str | None, upgrade: bool) -> list[dict[str, Any]]:
+        from promote import render  # only now: pyhelm3 is slow to import, and a cached plan runs no helm
+
         helm = render.client(kube_version=kube_version)
         async with helm_slots:
             return await render.render(
@@ -102,9 +106,8 @@ async def _plan_all(
             )
 
     def cache_key(t: Target, kube_version: str, upgrade: str) -> str:
-        helm_version = str(render.client(kube_version=None).version)
         return rendercache.key(
-            t.chart.digest, t.values_digest, helm_version, kube_version, t.env.release, t.env.namespace, upgrade
+            t.chart.digest, t.values_digest, helm, kube_version, t.env.release, t.env.namespace, upgrade
         )
 
     async def early(t: Target) -> tuple[list[dict[str, Any]], str, bool]:
@@ -230,7 +233,7 @@ def _split(
     resources: list[dict[str, Any]] = []
     hooks: list[dict[str, Any]] = []
     for obj in rendered:
-        (hooks if render.hook_annotation(obj) else resources).append(obj)
+        (hooks if hook_annotation(obj) else resources).append(obj)
     for obj in resources:
         md = obj.setdefault("metadata", {})
         if cluster.resource(obj["apiVersion"], obj["kind"]).namespaced:
@@ -260,7 +263,7 @@ def _live(snap: Snapshot, objs: list[dict[str, Any]], namespace: str) -> dict[Id
 def _hooks(hooks: list[dict[str, Any]], ns: str, upgrade: bool, will_sync: bool) -> list[ResourceChange]:
     out = []
     for obj in hooks:
-        phase = HookPhase.from_helm(render.hook_annotation(obj) or "", upgrade=upgrade)
+        phase = HookPhase.from_helm(hook_annotation(obj) or "", upgrade=upgrade)
         if phase is None:
             continue
         api_version, kind, _, name = diff.identity(obj)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promote import model, render, yamlio
+from promote import model, yamlio
 from promote import values as vals
+from promote.chart import ChartInfo, chart_default_values, chart_info, chart_schema
 from promote.errors import ConfigError
 from promote.source import Source
 
@@ -39,7 +40,7 @@ class Target:
 
     app: model.App
     env: model.Environment
-    chart: render.ChartInfo
+    chart: ChartInfo
     values: dict[str, Any]  # what helm gets (user layers; nulls kept so they delete chart defaults)
     effective: dict[str, Any]  # chart defaults merged in, as the templates see them
     app_values: dict[str, Any]  # the app-wide layers that make up the release artifact
@@ -113,7 +114,7 @@ class Workspace:
 
     def targets(self, env_names: tuple[str, ...]) -> list[Target]:
         """Every (app, environment) of the given environments, in chain order."""
-        charts: dict[str, render.ChartInfo] = {}
+        charts: dict[str, ChartInfo] = {}
         out: list[Target] = []
         for env_name in env_names:
             for app in self.defs.select(self.opts.apps):
@@ -123,12 +124,12 @@ class Workspace:
                 if app.chart.local is None:
                     raise ConfigError(f"{app.file}: remote chart {app.chart.ref!r} is not supported yet; vendor it")
                 if app.chart.local not in charts:
-                    charts[app.chart.local] = render.chart_info(self.source.local_path(app.chart.local))
+                    charts[app.chart.local] = chart_info(self.source.local_path(app.chart.local))
                 chart = charts[app.chart.local]
                 app_layers = [self._values_file(f) for f in app.values_files] + [app.values]
                 env_layers = [self._values_file(f) for f in env.values_files] + [env.values]
                 user = vals.merge(*app_layers, *env_layers, self.cli_values(), keep_nulls=True)
-                effective = vals.merge(render.chart_default_values(chart), user)
+                effective = vals.merge(chart_default_values(chart), user)
                 out.append(
                     Target(
                         app=app,
@@ -148,9 +149,9 @@ class Workspace:
         out: list[vals.Violation] = []
         for t in targets:
             schemas: list[tuple[str, dict[str, Any]]] = []
-            chart_schema = render.chart_schema(t.chart)
-            if chart_schema is not None:
-                schemas.append((f"{t.app.chart.local}/values.schema.json", chart_schema))
+            own = chart_schema(t.chart)
+            if own is not None:
+                schemas.append((f"{t.app.chart.local}/values.schema.json", own))
             if t.app.schema:
                 schemas.append((t.app.schema, self._schema(t.app.schema)))
             if t.env.policy:

