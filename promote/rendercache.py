@@ -59,13 +59,20 @@ def store(k: str, rendered: list[dict[str, Any]], manifest_digest: str) -> None:
         return
 
 
+def recall(kind: str, parts: tuple[str, ...]) -> str | None:
+    """A fact `remembered` before, or None."""
+    try:
+        return (cache_dir() / f"{kind}-{key(*parts)[:32]}").read_text()
+    except OSError:
+        return None
+
+
 def remembered(kind: str, parts: tuple[str, ...], compute: Callable[[], str]) -> str:
     """A small string fact about a tool (e.g. helm's version for a binary), computed once per `parts`."""
     f = cache_dir() / f"{kind}-{key(*parts)[:32]}"
-    try:
-        return f.read_text()
-    except OSError:
-        pass
+    known = recall(kind, parts)
+    if known is not None:
+        return known
     value = compute()
     try:
         f.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

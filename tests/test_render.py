@@ -220,3 +220,14 @@ def test_an_api_blip_during_the_health_wait_is_not_a_verdict(tmp_path: Path) -> 
     h = sync.wait_healthy(cluster, "default", [cm], timeout=0.3)
     assert h.status == health.HealthStatus.PROGRESSING
     assert "cannot read the release's objects" in h.message and "unreachable" in h.message
+
+
+def test_a_prefetched_helm_version_is_the_one_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path))
+    exe = chart.helm_executable()
+    chart.prefetch_helm_version(exe)
+    assert exe in chart._ASKING  # started, not yet collected
+    version = chart.helm_version(exe)
+    assert version.startswith("3.") and exe not in chart._ASKING
+    chart.prefetch_helm_version(exe)  # now remembered: nothing to start
+    assert exe not in chart._ASKING

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from promote import gate, health, record, saved, sync
-from promote.chart import hook_annotation
+from promote.chart import helm_executable, hook_annotation, prefetch_helm_version
 from promote.cluster import Cluster, connect
 from promote.engine.planning import _connect_all, _plan_all, assemble
 from promote.engine.workspace import Options, Target, Workspace
@@ -123,6 +123,7 @@ def apply(
     env_results: list[EnvResult] = []
     revision = "unknown"
     try:
+        prefetch_helm_version(helm_executable())  # overlaps the definitions' loading, if not remembered
         with Workspace(opts) as ws:
             chain = ws.defs.chain_to(target)
             targets = ws.targets(chain)

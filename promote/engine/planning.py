@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from promote import diff, rendercache
-from promote.chart import helm_executable, helm_version, hook_annotation
+from promote.chart import helm_executable, helm_version, hook_annotation, prefetch_helm_version
 from promote.cluster import ApiError, Cluster, connect
 from promote.engine.workspace import Options, Target, Workspace
 from promote.errors import PromoteError
@@ -35,6 +35,7 @@ def _parallelism() -> int:
 
 def plan(opts: Options, target: str) -> Plan:
     """What `apply target` would change, for each environment of the chain up to it, in order."""
+    prefetch_helm_version(helm_executable())  # overlaps the definitions' loading, if not remembered
     with Workspace(opts) as ws:
         chain = ws.defs.chain_to(target)
         targets = ws.targets(chain)
