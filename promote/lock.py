@@ -15,6 +15,8 @@ from promote.cluster import ApiError, Cluster
 from promote.errors import LockError
 
 LEASE_API = "coordination.k8s.io/v1"
+# On the Lease: the release its holder syncs. A crashed holder's leftovers are then known per release.
+SUBJECT_ANNOTATION = "promote.dev/release"
 
 
 def _ts(dt: datetime) -> str:
@@ -43,7 +45,9 @@ def holder_of(lease: dict[str, Any] | None, now: datetime) -> str | None:
 class EnvLock:
     """The Lease `promote-<env>` in the environment's namespace."""
 
-    def __init__(self, cluster: Cluster, namespace: str, env: str, identity: str, ttl: float = 30.0) -> None:
+    def __init__(
+        self, cluster: Cluster, namespace: str, env: str, identity: str, ttl: float = 30.0, subject: str = ""
+    ) -> None:
         self.cluster, self.namespace, self.env = cluster, namespace, env
         self.name = f"promote-{env}"
         self.identity, self.ttl = identity, ttl
@@ -52,6 +56,8 @@ class EnvLock:
         self.waited = 0.0  # seconds spent waiting for another holder
         # The holder of an expired lease we took: an apply that crashed, since a finished one deletes it.
         self.took_over: str | None = None
+        self.subject = subject
+        self.took_over_subject: str | None = None  # what the crashed holder was syncing (None: not said)
 
     def current_holder(self) -> str | None:
         """The holder of the lock right now, if any (read-only, for `promote gate`)."""
@@ -68,7 +74,11 @@ class EnvLock:
         body: dict[str, Any] = {
             "apiVersion": LEASE_API,
             "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "annotations": {SUBJECT_ANNOTATION: self.subject} if self.subject else {},
+            },
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": int(self.ttl),
@@ -94,6 +104,14 @@ class EnvLock:
             raise
         if previous and previous != self.identity:
             self.took_over = str(previous)
+            annotations = (lease or {}).get("metadata", {}).get("annotations") or {}
+            self.took_over_subject = annotations.get(SUBJECT_ANNOTATION)
+        return None
+
+    def crashed_on(self, subject: str) -> str | None:
+        """The holder of a crashed apply whose lock we took, if it was syncing `subject` (or did not say)."""
+        if self.took_over and self.took_over_subject in (None, "", subject):
+            return self.took_over
         return None
 
     def acquire(self, timeout: float, on_wait: Any = None) -> None:

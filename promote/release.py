@@ -127,8 +127,8 @@ def unverified(hist: ReleaseHistory) -> ReleaseRecord | None:
 
 
 def last_good(hist: ReleaseHistory, below: int | None = None) -> ReleaseRecord | None:
-    """The revision a failed sync goes back to, as helm's --atomic picks it: the newest deployed or
-    superseded one (below `below`), skipping a current revision promote made but never saw healthy.
+    """The revision a failed sync goes back to: as helm's --atomic picks it, the newest deployed or
+    superseded one (below `below`), except that a current revision promote never saw healthy is skipped.
 
     Only the current revision can be judged: helm rewrites a revision's storage Secret when it supersedes
     it, dropping our stamp, so a superseded revision counts as good, as it does for helm.

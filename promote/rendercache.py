@@ -3,12 +3,13 @@ the chart's content, the values, helm's and the cluster's versions, the release 
 
 Entries live in ~/.cache/promote/render (mode 0600) and never hold a Secret value: Secret data is kept
 as fingerprints, enough to prove a live Secret unchanged. Whenever a plan needs the real objects (to
-dry-run a change), the release is rendered again. Charts that call `lookup` read the cluster while
-rendering and are never cached.
+dry-run a change), the release is rendered again. Charts that call `lookup` (or may, through `tpl`)
+read the cluster while rendering and are never cached.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -65,6 +66,12 @@ def recall(kind: str, parts: tuple[str, ...]) -> str | None:
         return (cache_dir() / f"{kind}-{key(*parts)[:32]}").read_text()
     except OSError:
         return None
+
+
+def forget(kind: str, parts: tuple[str, ...]) -> None:
+    """Drop a fact `remembered` before (it was found damaged)."""
+    with contextlib.suppress(OSError):
+        (cache_dir() / f"{kind}-{key(*parts)[:32]}").unlink()
 
 
 def remembered(kind: str, parts: tuple[str, ...], compute: Callable[[], str]) -> str:

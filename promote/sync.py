@@ -21,8 +21,8 @@ from typing import Any
 
 from promote import health
 from promote.chart import ChartInfo, hook_annotation
-from promote.cluster import Cluster
-from promote.errors import ClusterError, HealthError, HelmError, PromoteError
+from promote.cluster import ApiError, Cluster, Unreachable
+from promote.errors import HealthError, HelmError, PromoteError
 from promote.plan import HookPhase
 
 WAIT_ANNOUNCE_AFTER = 2.0  # seconds a wait lasts before we say what it waits for
@@ -223,7 +223,10 @@ def wait_healthy(cluster: Cluster, namespace: str, objs: list[dict[str, Any]], t
     while True:
         try:
             h = release_health(cluster, namespace, objs)
-        except ClusterError as e:  # a blip of the API is no verdict on the release: ask again until the deadline
+        except (Unreachable, ApiError) as e:
+            if isinstance(e, ApiError) and not e.transient:
+                raise  # e.g. forbidden: waiting will not change it
+            # A blip of the API is no verdict on the release: ask again until the deadline.
             h = health.Health(health.HealthStatus.PROGRESSING, f"cannot read the release's objects: {e}")
         if h.status == health.HealthStatus.HEALTHY or time.monotonic() >= deadline:
             return h

@@ -81,7 +81,7 @@ class View:
     def _release(self, rel: ReleasePlan) -> str:
         status = f"revision {rel.current_revision}, {rel.current_status}" if rel.current_revision else "not installed"
         if rel.current_unverified:
-            status += ", never seen healthy: apply checks it first"
+            status += ", never seen healthy (an apply stopped while waiting for it)"
         head = (
             f"  {rel.app}: release {rel.release} in {rel.namespace}, chart {rel.chart}-{rel.chart_version} ({status})"
         )

@@ -63,16 +63,12 @@ def test_revisions_helm_made_count_as_good() -> None:
 
 def test_nothing_deployed_after_a_failed_rollback_still_has_a_good_revision() -> None:
     # helm marks the current revision superseded and the rollback failed when its update fails.
-    hist = ReleaseHistory(
-        (_rec(1, "superseded", _promoted()), _rec(2, "superseded", _promoted()), _rec(3, "failed"))
-    )
+    hist = ReleaseHistory((_rec(1, "superseded", _promoted()), _rec(2, "superseded", _promoted()), _rec(3, "failed")))
     assert _revisions(hist) == (2, None)
 
 
 def test_unverified_revision_under_a_failed_rollback_is_found() -> None:
-    hist = ReleaseHistory(
-        (_rec(1, "superseded", _promoted()), _rec(2, "deployed", _promoted()), _rec(3, "failed"))
-    )
+    hist = ReleaseHistory((_rec(1, "superseded", _promoted()), _rec(2, "deployed", _promoted()), _rec(3, "failed")))
     assert _revisions(hist) == (1, 2)
 
 
@@ -86,3 +82,15 @@ def test_a_first_install_nobody_saw_healthy_has_nothing_to_go_back_to() -> None:
     hist = ReleaseHistory((_rec(1, "deployed", _promoted()),))
     assert _revisions(hist) == (None, 1)
     assert _revisions(ReleaseHistory((_rec(1, "failed"), _rec(2, "pending-install")))) == (None, None)
+
+
+def test_a_crashed_apply_counts_only_for_the_release_it_was_syncing() -> None:
+    from promote.lock import EnvLock
+
+    lock = EnvLock(None, "ns", "default", "me@host/2")  # type: ignore[arg-type]  # no request is made here
+    assert lock.crashed_on("app-a") is None
+    lock.took_over, lock.took_over_subject = "ci@runner/1", "app-a"
+    assert lock.crashed_on("app-a") == "ci@runner/1"
+    assert lock.crashed_on("app-b") is None
+    lock.took_over_subject = None  # a Lease from a promote that did not say: it may have been any release
+    assert lock.crashed_on("app-b") == "ci@runner/1"

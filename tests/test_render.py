@@ -226,8 +226,38 @@ def test_a_prefetched_helm_version_is_the_one_used(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path))
     exe = chart.helm_executable()
     chart.prefetch_helm_version(exe)
-    assert exe in chart._ASKING  # started, not yet collected
+    assert exe in chart._PREFETCH  # asking in the background
     version = chart.helm_version(exe)
-    assert version.startswith("3.") and exe not in chart._ASKING
-    chart.prefetch_helm_version(exe)  # now remembered: nothing to start
-    assert exe not in chart._ASKING
+    assert version.startswith("3.") and exe not in chart._PREFETCH
+    chart.prefetch_helm_version(exe)  # now remembered: nothing to ask
+    assert exe not in chart._PREFETCH
+
+
+def test_a_damaged_memo_is_asked_again_and_mended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path))
+    exe = chart.helm_executable()
+    real = chart.helm_version(exe)
+    (memo,) = (tmp_path / "render").glob("helm-version-*")
+    memo.write_text("garbage")
+    assert chart.helm_version(exe) == real
+    assert memo.read_text() == real
+
+
+def test_lookup_reached_through_tpl_is_never_cached(tmp_path: Path) -> None:
+    info = chart.chart_info(
+        _chart(
+            tmp_path,
+            {
+                "templates/extra.yaml": '{{ tpl (.Files.Get "conf/extra.tpl") . }}\n',
+                "conf/extra.tpl": '{{ (lookup "v1" "Secret" "ns" "s").data }}\n',
+            },
+        )
+    )
+    assert info.uses_lookup and info.reads_cluster({})
+
+
+def test_a_corrupt_packaged_dependency_counts_as_reading_the_cluster(tmp_path: Path) -> None:
+    root = _chart(tmp_path, {})
+    (root / "charts").mkdir()
+    (root / "charts" / "broken-1.0.0.tgz").write_bytes(b"\x1f\x8b\x08\x00" + b"not gzip at all" * 10)
+    assert not chart.chart_info(root).cluster_independent

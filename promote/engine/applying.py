@@ -236,7 +236,7 @@ def sync_release(
     health check of a current revision nobody saw healthy (a rollback replaces it instead).
     """
     env, ns, release = t.env.name, t.env.namespace, t.env.release
-    lock = EnvLock(cluster, ns, env, f"{promo.by}/{os.getpid()}", ttl=aopts.lock_ttl)
+    lock = EnvLock(cluster, ns, env, f"{promo.by}/{os.getpid()}", ttl=aopts.lock_ttl, subject=release)
     if not cluster.namespace_exists(ns):
         cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, None)
 
@@ -246,8 +246,9 @@ def sync_release(
     lock.acquire(aopts.lock_timeout, on_wait=waiting)
     try:
         hist = history(cluster, ns, release)
+        crashed = lock.crashed_on(release)  # evidence that an apply of this release died midway
         if hist.latest and hist.latest.status.startswith("pending-"):
-            if not lock.took_over:
+            if not crashed:
                 raise HelmError(_stuck_message(env, release, ns, hist))
             # We took the lock of an apply that crashed mid-helm: its pending state is ours to clear.
             emit(
@@ -260,7 +261,7 @@ def sync_release(
                     hist.latest.status,
                     "",
                     "",
-                    f"recovering: the apply of {lock.took_over} crashed and left it {hist.latest.status}",
+                    f"recovering: the apply of {crashed} crashed and left it {hist.latest.status}",
                 )
             )
             recover_pending(cluster, t, hist, aopts)
@@ -272,23 +273,22 @@ def sync_release(
             # Plan again under the lock: an apply we waited for may already have done the work.
             changes, rendered = _replan(cluster, t)
         assert changes is not None and rendered is not None
-        done_before = ""
+        message = "already in sync (another apply did it while we waited)"
         if verify and (rec := unverified(hist)) is not None and not changes.has_changes:
             # Git still wants what that revision holds: finish the wait its apply began.
-            done_before = _verify_unverified(cluster, t, hist, rec, lock.took_over, aopts, emit)
+            message = _verify_unverified(cluster, t, hist, rec, crashed, aopts, emit)
             hist = history(cluster, ns, release)
             changes, rendered = _replan(cluster, t)
         if not changes.has_changes:
-            message = done_before or "already in sync (another apply did it while we waited)"
-            outcome = "rolled-back" if done_before.startswith("rolled back") else "unchanged"
-            return ReleaseResult(t.app.name, release, ns, outcome, changes.current_revision, message=message)
+            return ReleaseResult(t.app.name, release, ns, "unchanged", changes.current_revision, message=message)
         objs = [o for o in rendered if not hook_annotation(o)]
         workloads = [
             (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs if o.get("kind") in sync.WORKLOAD_KINDS
         ]
         # helm waits (atomically) only when post-* hooks must see ready resources; else our wait is faster.
         helm_waits = sync.runs_post_hooks(rendered)
-        good = last_good(hist)  # an unverified current revision is skipped: it is no place to go back to
+        # An unverified current revision is no place to go back to, unless it is the only one there is.
+        good = last_good(hist) or hist.deployed
         newest = hist.latest.revision if hist.latest else 0
         with sync.Watcher(cluster, env, ns, workloads, emit):
             try:
@@ -373,8 +373,9 @@ def _verify_unverified(
     """Finish the wait an apply began but never ended: stamp the revision, or restore the one before.
 
     With a crashed apply's lock in hand this is what its `--atomic` would have done: the environment
-    ends at a revision seen healthy. Without that evidence (say the stamp itself once failed), a revision
-    that stays unhealthy is reported, not rolled back. Returns what was done.
+    ends at a revision seen healthy, and the failure is reported (exit 1). Without that evidence (say
+    the stamp itself once failed), a revision that stays unhealthy is reported, not rolled back.
+    Returns what was done when the revision is healthy.
     """
     ns, release = t.env.namespace, t.env.release
     why = f" (the apply of {crashed} crashed while waiting)" if crashed else ""
@@ -395,7 +396,8 @@ def _verify_unverified(
         )
     done = restore(cluster, t, last_good(hist, below=rec.revision), aopts)
     say(f"recovered: {done}")
-    return f"{done}: revision {rec.revision} was never seen healthy"
+    # Not tried again: that change just failed. Fix it in Git (or apply again to retry).
+    raise sync.health_error(release, ns, h, aopts.timeout, f"revision {rec.revision} was never seen healthy, {done}")
 
 
 def restore(cluster: Cluster, t: Target, good: ReleaseRecord | None, aopts: ApplyOptions) -> str:
@@ -447,16 +449,14 @@ def rollback(opts: Options, aopts: ApplyOptions, env: str, to: str | None, emit:
 def _stuck_message(env: str, release: str, ns: str, hist: ReleaseHistory) -> str:
     assert hist.latest is not None
     state = f"release {release} in {ns} is stuck in {hist.latest.status} (revision {hist.latest.revision})"
-    if hist.deployed is None:
+    good = last_good(hist) or hist.deployed  # where recover_pending goes
+    if good is None:
         way = (
             f"`promote rollback {env}` (uninstalls the install that never completed), "
             f"or `helm uninstall {release} -n {ns}`"
         )
     else:
-        way = (
-            f"`promote rollback {env}` (back to revision {hist.deployed.revision}), "
-            f"or `helm rollback {release} -n {ns}`"
-        )
+        way = f"`promote rollback {env}` (back to revision {good.revision}), or `helm rollback {release} -n {ns}`"
     return f"{state}, left by a helm process that was killed or is still running. Way out: {way}"
 
 
@@ -475,7 +475,7 @@ def _helm_rollback(cluster: Cluster, t: Target, revision: int, aopts: ApplyOptio
 
 def recover_pending(cluster: Cluster, t: Target, hist: ReleaseHistory, aopts: ApplyOptions) -> str:
     """Clear a pending-* state: back to the last good revision, or uninstall a never-completed install."""
-    good = last_good(hist)
+    good = last_good(hist) or hist.deployed
     if good is None:
         restore(cluster, t, None, aopts)
         return "uninstalled the install that never completed"

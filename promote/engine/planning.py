@@ -95,7 +95,7 @@ async def _plan_all(
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="promote-api")
     loop = asyncio.get_running_loop()
     use_cache = details is None
-    helm = helm_version(helm_executable())
+    helm_ver = helm_version(helm_executable())
 
     async def helm_render(t: Target, kube_version: str | None, upgrade: bool) -> list[dict[str, Any]]:
         from promote import render  # only now: pyhelm3 is slow to import, and a cached plan runs no helm
@@ -108,7 +108,7 @@ async def _plan_all(
 
     def cache_key(t: Target, kube_version: str, upgrade: str) -> str:
         return rendercache.key(
-            t.chart.digest, t.values_digest, helm, kube_version, t.env.release, t.env.namespace, upgrade
+            t.chart.digest, t.values_digest, helm_ver, kube_version, t.env.release, t.env.namespace, upgrade
         )
 
     async def early(t: Target) -> tuple[list[dict[str, Any]], str, bool]:
