@@ -100,6 +100,7 @@ class Watcher:
         self._waiting_since: dict[tuple[str, str], float] = {}
         self._announced: dict[tuple[str, str], float] = {}
         self._active_hooks: dict[str, tuple[str, str, health.Health]] = {}  # name -> (phase, pod phase, health)
+        self._lock = threading.Lock()  # the watch and the poll both report
         self._threads = [
             threading.Thread(target=self._watch_hooks, daemon=True, name="watch-hooks"),
             threading.Thread(target=self._poll_workloads, daemon=True, name="poll-workloads"),
@@ -123,10 +124,11 @@ class Watcher:
     ) -> None:
         key = (kind, name)
         state = (status, h.status.value)
-        if (self.stop.is_set() and not final) or self._seen.get(key) == state:
-            return
-        self._seen[key] = state
-        self._emit(kind, name, status, h.status.value, hook, message or h.message)
+        with self._lock:
+            if (self.stop.is_set() and not final) or self._seen.get(key) == state:
+                return
+            self._seen[key] = state
+            self._emit(kind, name, status, h.status.value, hook, message or h.message)
 
     def _emit(self, kind: str, name: str, status: str, health_value: str, hook: str, message: str) -> None:
         self.emit(Event(datetime.now(UTC), self.env, kind, self.namespace, name, status, health_value, hook, message))
@@ -140,6 +142,9 @@ class Watcher:
                     if not hook:
                         continue
                     name = pod.get("metadata", {}).get("name", "")
+                    if hook == HookPhase.POST_SYNC.value and ("Pod", name) not in self._seen:
+                        # helm runs post-* hooks once the workloads are ready: show them before the hook.
+                        self._poll_once()
                     h = health.check(pod)
                     if ev.get("type") == "DELETED":
                         self._active_hooks.pop(name, None)
@@ -176,16 +181,44 @@ class Watcher:
             self._poll_once()
 
     def _poll_once(self, final: bool = False) -> None:
+        seen: list[tuple[str, str, dict[str, Any] | None]] = []
         for api_version, kind, name in self.workloads:
             try:
-                obj = self.cluster.get(api_version, kind, self.namespace, name)
+                seen.append((kind, name, self.cluster.get(api_version, kind, self.namespace, name)))
             except PromoteError:
                 continue
+        if any(obj is not None for _, _, obj in seen):
+            self._settle_pre_hooks(final)
+        for kind, name, obj in seen:
             h = health.check(obj)
             status = "Missing" if obj is None else "Synced"
             self._report(kind, name, status, h, "", final=final)
             if not final and self._announce((kind, name), h.status == health.HealthStatus.PROGRESSING):
                 self._emit(kind, name, status, h.status.value, "", f"waiting for {kind} {name}: {h.message}")
+
+    def _settle_pre_hooks(self, final: bool) -> None:
+        """Report how the pre-sync hooks ended before anything about the workloads they came before.
+
+        A GET is current while a watch may lag behind it on a busy apiserver, so without this a workload
+        could show as Healthy before its migration hook shows as done. helm creates the resources only once
+        every pre-* hook succeeded, so a hook pod gone by then was deleted by its policy after success.
+        """
+        for name, (hook, _, _) in list(self._active_hooks.items()):
+            if hook != HookPhase.PRE_SYNC.value:
+                continue
+            try:
+                pod = self.cluster.get("v1", "Pod", self.namespace, name)
+            except PromoteError:
+                continue
+            if pod is None:
+                done = health.Health(health.HealthStatus.HEALTHY, "completed, then deleted by its hook-delete-policy")
+                self._report("Pod", name, "Succeeded", done, hook, final=final)
+                self._active_hooks.pop(name, None)
+                continue
+            h = health.check(pod)
+            if h.status != health.HealthStatus.PROGRESSING:
+                self._active_hooks.pop(name, None)
+            self._report("Pod", name, pod.get("status", {}).get("phase", "Pending"), h, hook, final=final)
 
 
 def workload_pods(cluster: Cluster, namespace: str, workload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from click.testing import CliRunner, Result
 
 from promote.cli import main
 from promote.devcluster.kube import Kube, KubeError
+from promote.release import ReleaseRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHART = "charts/python-app"
@@ -350,3 +351,22 @@ def apply_field(obj: Any, path: str, value: Any) -> None:
                 container[at] = copy.deepcopy(value)
             return
         cur = container[at]
+
+
+def release_record(
+    revision: int, status: str, description: str = "Upgrade complete", annotations: Mapping[str, str] | None = None
+) -> ReleaseRecord:
+    """A stored helm revision of python-app, for unit tests of what is made of a release's history."""
+    return ReleaseRecord(
+        name=APP,
+        namespace="default",
+        revision=revision,
+        status=status,
+        description=description,
+        chart_name=APP,
+        chart_version="0.1.0",
+        manifest=(),
+        hooks=(),
+        deployed_at="",
+        annotations=dict(annotations or {}),
+    )

@@ -50,8 +50,14 @@ def _repo(tmp_path: Path, default_ns: str, prod_ns: str) -> Path:
     return make_repo(tmp_path, default_ns, prod_ns, top={"values": NO_POST_HOOK})
 
 
-def _pod_annotations(annotations: dict[str, str]) -> dict[str, Any]:
-    return {"podAnnotations": annotations, "config": {"greeting": "changed"}}
+NEVER_READY = {"sim.promote.dev/never-ready": "true"}
+
+
+def _change_default_pods(repo: Path, annotations: dict[str, str], message: str) -> None:
+    """Commit a change of default's values (config, so a rollout) that gives its pods these annotations."""
+    values = {**env_values(repo, "default"), "podAnnotations": annotations, "config": {"greeting": "changed"}}
+    edit_env(repo, "default", values=values)
+    commit(repo, message)
 
 
 def _stamps(kube: Kube, namespace: str) -> dict[int, str | None]:
@@ -90,12 +96,7 @@ def test_unready_rollout_is_rolled_back_and_prod_left_alone(
     good = deployment(kube, default_ns, APP)
     assert good is not None
 
-    edit_env(
-        repo,
-        "default",
-        values={**env_values(repo, "default"), **_pod_annotations({"sim.promote.dev/never-ready": "true"})},
-    )
-    commit(repo, "default: pods that never become ready")
+    _change_default_pods(repo, NEVER_READY, "default: pods that never become ready")
     run = apply(repo, "prod", "--timeout", "5s", code=1)
 
     # Our own wait saw it, not helm's (helm did not wait): the message says what we found and did.
@@ -118,12 +119,7 @@ def test_unready_rollout_is_rolled_back_and_prod_left_alone(
 def test_unready_first_install_is_uninstalled(tmp_path: Path, kube: Kube, two_namespaces: tuple[str, str]) -> None:
     default_ns, prod_ns = two_namespaces
     repo = _repo(tmp_path, default_ns, prod_ns)
-    edit_env(
-        repo,
-        "default",
-        values={**env_values(repo, "default"), **_pod_annotations({"sim.promote.dev/never-ready": "true"})},
-    )
-    commit(repo, "default: pods that never become ready")
+    _change_default_pods(repo, NEVER_READY, "default: pods that never become ready")
     run = apply(repo, "default", "--timeout", "4s", code=1)
     assert "uninstalled (it had no earlier good revision)" in run.doc["error"]
     assert helm_history(default_ns, APP) == []
@@ -181,9 +177,7 @@ def test_kill_9_while_waiting_then_rerun_verifies_the_revision(
     default_ns, prod_ns = two_namespaces
     repo = _repo(tmp_path, default_ns, prod_ns)
     apply(repo, "default", code=0)
-    slow = _pod_annotations({"sim.promote.dev/delay": "8s"})
-    edit_env(repo, "default", values={**env_values(repo, "default"), **slow})
-    commit(repo, "default: slow pods")
+    _change_default_pods(repo, {"sim.promote.dev/delay": "8s"}, "default: slow pods")
 
     victim = _kill_while_waiting(repo, tmp_path / "logs", kube, default_ns)
 
@@ -215,9 +209,7 @@ def test_kill_9_while_waiting_on_a_bad_rollout_then_rerun_restores_the_last_good
     repo = _repo(tmp_path, default_ns, prod_ns)
     apply(repo, "default", code=0)
     good_values = helm_values(default_ns, APP)
-    bad = _pod_annotations({"sim.promote.dev/never-ready": "true"})
-    edit_env(repo, "default", values={**env_values(repo, "default"), **bad})
-    commit(repo, "default: pods that never become ready")
+    _change_default_pods(repo, NEVER_READY, "default: pods that never become ready")
 
     _kill_while_waiting(repo, tmp_path / "logs", kube, default_ns)
 
@@ -250,12 +242,7 @@ def test_rollback_of_an_unverified_revision_does_not_wait_for_it(
     repo = _repo(tmp_path, default_ns, prod_ns)
     apply(repo, "default", code=0)
     good_values = helm_values(default_ns, APP)
-    edit_env(
-        repo,
-        "default",
-        values={**env_values(repo, "default"), **_pod_annotations({"sim.promote.dev/never-ready": "true"})},
-    )
-    commit(repo, "default: pods that never become ready")
+    _change_default_pods(repo, NEVER_READY, "default: pods that never become ready")
     _kill_while_waiting(repo, tmp_path / "logs", kube, default_ns)
 
     run = promote_json(repo, "rollback", "default", "--timeout", "60s", code=0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from helpers import release_record
+
 from promote.gate import GateCheck, GateResult, artifact_since, clean_tree_check, upstream_checks
 from promote.health import Health, HealthStatus
 from promote.record import Promotion, RecordAction
@@ -28,18 +30,7 @@ def _promotion(artifact: str, at: datetime, action: RecordAction = RecordAction.
 
 
 def _rec(revision: int, status: str, description: str) -> ReleaseRecord:
-    return ReleaseRecord(
-        name="python-app",
-        namespace="default",
-        revision=revision,
-        status=status,
-        description=description,
-        chart_name="python-app",
-        chart_version="0.1.0",
-        manifest=(),
-        hooks=(),
-        deployed_at="",
-    )
+    return release_record(revision, status, description)
 
 
 def _history(*records: ReleaseRecord) -> ReleaseHistory:

@@ -6,6 +6,8 @@ never saw healthy (no synced-at stamp, its apply died waiting) is no place to go
 
 from __future__ import annotations
 
+from helpers import release_record
+
 from promote.record import SYNCED_AT_ANNOTATION, Promotion
 from promote.release import ReleaseHistory, ReleaseRecord, last_good, unverified
 
@@ -25,19 +27,7 @@ def _promoted() -> str:
 
 
 def _rec(revision: int, status: str, description: str = "Upgrade complete", stamped: bool = False) -> ReleaseRecord:
-    return ReleaseRecord(
-        name="python-app",
-        namespace="default",
-        revision=revision,
-        status=status,
-        description=description,
-        chart_name="python-app",
-        chart_version="0.1.0",
-        manifest=(),
-        hooks=(),
-        deployed_at="",
-        annotations=dict(STAMP) if stamped else {},
-    )
+    return release_record(revision, status, description, STAMP if stamped else None)
 
 
 def _revisions(hist: ReleaseHistory) -> tuple[int | None, int | None]:
@@ -94,3 +84,15 @@ def test_a_crashed_apply_counts_only_for_the_release_it_was_syncing() -> None:
     assert lock.crashed_on("app-b") is None
     lock.took_over_subject = None  # a Lease from a promote that did not say: it may have been any release
     assert lock.crashed_on("app-b") == "ci@runner/1"
+
+
+def test_a_sha_prefix_of_digits_only_is_still_a_sha() -> None:
+    from promote.engine.applying import _pick
+
+    sha = "12345678" + "9abcdef0" * 4
+    promoted = Promotion(
+        env="default", revision=sha, artifact="a" * 64, values="c" * 64, by="ci@runner", at="2026-11-25T10:00:00+00:00"
+    ).description()
+    hist = ReleaseHistory((_rec(1, "superseded", promoted), _rec(2, "superseded", _promoted()), _rec(3, "deployed")))
+    assert _pick(hist, "12345678")[0] == 1  # no revision 12345678: the Git sha
+    assert _pick(hist, "2")[0] == 2  # a revision number wins

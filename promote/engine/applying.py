@@ -495,15 +495,18 @@ def _pick(hist: ReleaseHistory, to: str | None) -> tuple[int, record.Promotion |
         if not candidates:
             raise HelmError(f"nothing to roll back to: revision {current.revision} is the first")
         chosen = candidates[-1]
-    elif to.isdigit():
-        chosen = next((r for r in hist.records if r.revision == int(to)), None)  # type: ignore[assignment]
-        if chosen is None:
-            raise HelmError(f"no helm revision {to}: revisions are {[r.revision for r in hist.records]}")
     else:
+        # A number is a helm revision when there is one; else (a sha prefix can be all digits) a Git sha.
+        by_number = next((r for r in hist.records if to.isdigit() and r.revision == int(to)), None)
         found = [r for r in hist.records if (p := record.Promotion.parse(r.description)) and p.revision.startswith(to)]
-        if not found:
+        if by_number is not None:
+            chosen = by_number
+        elif found:
+            chosen = found[-1]
+        elif to.isdigit():
+            raise HelmError(f"no helm revision {to}: revisions are {[r.revision for r in hist.records]}")
+        else:
             raise HelmError(f"no promotion of Git revision {to} in this release's history")
-        chosen = found[-1]
     return chosen.revision, promotion_of(hist, chosen)
 
 
