@@ -53,6 +53,7 @@ def helm_executable() -> str:
 
 
 _VERSION = re.compile(r"^\d+\.\d+\.\d+")
+HELM_VERSION_TIMEOUT = 30.0
 # Background askings of `helm version` (prefetch_helm_version), by executable.
 _PREFETCH: dict[str, threading.Thread] = {}
 
@@ -77,9 +78,6 @@ def helm_version(executable: str) -> str:
     if prefetch is not None:
         prefetch.join(timeout=HELM_VERSION_TIMEOUT)
     return _version(executable, _remembered_key(executable))
-
-
-HELM_VERSION_TIMEOUT = 30.0
 
 
 def _version(executable: str, key: tuple[str, ...] | None) -> str:

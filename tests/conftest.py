@@ -98,3 +98,9 @@ def make_namespace(kube: Kube) -> Iterator[Callable[[], str]]:
 def namespace(make_namespace: Callable[[], str]) -> str:
     """A fresh, uniquely named namespace deleted after the test."""
     return make_namespace()
+
+
+@pytest.fixture
+def two_namespaces(make_namespace: Callable[[], str]) -> tuple[str, str]:
+    """Fresh namespaces for default and prod."""
+    return make_namespace(), make_namespace()

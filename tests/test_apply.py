@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import getpass
 import socket
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from apply_helpers import (
     Run,
     apply,
@@ -31,12 +29,6 @@ from apply_helpers import (
 from helpers import APP, PROD_RELEASE, commit, git, make_repo
 
 from promote.devcluster.kube import Kube
-
-
-@pytest.fixture
-def two_namespaces(make_namespace: Callable[[], str]) -> tuple[str, str]:
-    """Fresh namespaces for default and prod."""
-    return make_namespace(), make_namespace()
 
 
 def _first(events: list[dict[str, Any]], **match: str) -> int:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import getpass
 import socket
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from apply_helpers import (
     apply,
     available,
@@ -38,12 +36,6 @@ from promote.devcluster.kube import Kube
 WHO = f"{getpass.getuser()}@{socket.gethostname()}"
 NO_POST_HOOK = {"hooks": {"postSync": {"enabled": False}}}
 SYNCED_AT = "promote.dev/synced-at"
-
-
-@pytest.fixture
-def two_namespaces(make_namespace: Callable[[], str]) -> tuple[str, str]:
-    """Fresh namespaces for default and prod."""
-    return make_namespace(), make_namespace()
 
 
 def _repo(tmp_path: Path, default_ns: str, prod_ns: str) -> Path:

@@ -19,12 +19,6 @@ from click.testing import Result
 from helpers import APP, CHART, DEFINITION, PROD_RELEASE, cli, commit, git, kubectl, make_repo, write_definition
 
 
-@pytest.fixture
-def two_namespaces(make_namespace: Callable[[], str]) -> tuple[str, str]:
-    """Fresh namespaces for default and prod."""
-    return make_namespace(), make_namespace()
-
-
 def run(repo: Path, *args: str, code: int) -> Result:
     """`promote -C repo ARGS`, asserting the exit code, and that a JSON document agrees with it."""
     result = cli(repo, *args)

@@ -3,10 +3,8 @@ exits 3 and leaves the gated environment untouched."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from apply_helpers import (
     apply,
     available,
@@ -21,12 +19,6 @@ from apply_helpers import (
 from helpers import APP, DEFINITION, PROD_RELEASE, commit, git, make_repo
 
 from promote.devcluster.kube import Kube
-
-
-@pytest.fixture
-def two_namespaces(make_namespace: Callable[[], str]) -> tuple[str, str]:
-    """Fresh namespaces for default and prod."""
-    return make_namespace(), make_namespace()
 
 
 def _nothing_in(kube: Kube, namespace: str, release: str) -> None:

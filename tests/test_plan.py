@@ -10,7 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,12 +57,6 @@ def absent_namespace(kube: Kube) -> Iterator[str]:
     yield name
     with contextlib.suppress(KubeError):
         kube.delete(f"/api/v1/namespaces/{name}", {"propagationPolicy": "Background"})
-
-
-@pytest.fixture
-def two_namespaces(make_namespace: Callable[[], str]) -> tuple[str, str]:
-    """Fresh namespaces for default and prod."""
-    return make_namespace(), make_namespace()
 
 
 def names(changes: list[dict[str, object]]) -> set[tuple[object, object]]:

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import yaml
 from helpers import DEFINITION, cli, definition, helm_release_secrets, make_repo, namespace_exists, write_definition
 
 from promote.devcluster.kube import Kube
 
 COLUMNS = ["FILE", "APP", "ENV", "PATH", "EXPECTED", "VALUE", "SCHEMA"]
-
-
-@pytest.fixture
-def two_namespaces(make_namespace: Callable[[], str]) -> tuple[str, str]:
-    """Fresh namespaces for default and prod."""
-    return make_namespace(), make_namespace()
 
 
 def test_valid_definitions(tmp_path: Path, two_namespaces: tuple[str, str]) -> None:

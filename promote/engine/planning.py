@@ -106,28 +106,36 @@ async def _plan_all(
                 helm, t.chart, release=t.env.release, namespace=t.env.namespace, values=t.values, is_upgrade=upgrade
             )
 
-    def cache_key(t: Target, kube_version: str, upgrade: str) -> str:
-        return rendercache.key(
-            t.chart.digest, t.values_digest, helm_ver, kube_version, t.env.release, t.env.namespace, upgrade
-        )
+    def cache_key(t: Target, independent: bool, kube_version: str | None, upgrade: bool) -> str | None:
+        """The render cache key, None when the render may read live objects; a cluster-independent chart's
+        key leaves the cluster's version and the install/upgrade state out."""
+        if t.chart.reads_cluster(t.values):
+            return None
+        kv, up = ("any", "any") if independent else (str(kube_version), str(upgrade))
+        return rendercache.key(t.chart.digest, t.values_digest, helm_ver, kv, t.env.release, t.env.namespace, up)
+
+    async def render_and_store(
+        t: Target, independent: bool, kube_version: str | None, upgrade: bool
+    ) -> tuple[list[dict[str, Any]], str]:
+        """(objects, manifest digest) from helm, saved in the render cache when that is safe."""
+        rendered = await helm_render(t, None if independent else kube_version, upgrade)
+        digest = manifest_digest(rendered)
+        if (k := cache_key(t, independent, kube_version, upgrade)) is not None:
+            rendercache.store(k, rendered, digest)
+        return rendered, digest
 
     async def early(t: Target) -> tuple[list[dict[str, Any]], str, bool]:
         """(objects, manifest digest, from the cache) of a chart that renders the same on any cluster."""
-        k = cache_key(t, "any", "any")
-        if use_cache and (hit := rendercache.load(k)) is not None:
+        k = cache_key(t, True, None, False)
+        if use_cache and k is not None and (hit := rendercache.load(k)) is not None:
             return hit[0], hit[1], True
-        rendered = await helm_render(t, None, False)
-        digest = manifest_digest(rendered)
-        rendercache.store(k, rendered, digest)
-        return rendered, digest, False
+        return (*await render_and_store(t, True, None, False), False)
 
-    def has_errors(t: Target) -> bool:
-        return any(v.app == t.app.name and v.environment == t.env.name for v in violations)
+    def errors_of(t: Target) -> list[str]:
+        return [str(v) for v in violations if v.app == t.app.name and v.environment == t.env.name]
 
     early_tasks = {
-        i: loop.create_task(early(t))
-        for i, t in enumerate(targets)
-        if t.chart.cluster_independent and not has_errors(t)
+        i: loop.create_task(early(t)) for i, t in enumerate(targets) if t.chart.cluster_independent and not errors_of(t)
     }
 
     async def settle() -> None:
@@ -146,7 +154,7 @@ async def _plan_all(
 
     async def one(i: int, t: Target) -> ReleasePlan:
         cluster, snap = connected[t.context], snapshots[t.context]
-        errors = [str(v) for v in violations if v.app == t.app.name and v.environment == t.env.name]
+        errors = errors_of(t)
         base = ReleasePlan(
             app=t.app.name,
             release=t.env.release,
@@ -171,9 +179,8 @@ async def _plan_all(
                     cached = objs, digest
                 else:
                     fresh = objs, digest
-            elif not t.chart.reads_cluster(t.values):
-                k = cache_key(t, cluster.server_version(), str(upgrade))
-                cached = rendercache.load(k) if use_cache and upgrade else None
+            elif use_cache and upgrade and (k := cache_key(t, False, cluster.server_version(), True)) is not None:
+                cached = rendercache.load(k)
             # Only a deployed release can be proven unchanged from a cached render.
             if cached is not None and upgrade:
                 if renders is not None:
@@ -185,11 +192,7 @@ async def _plan_all(
                 rendered, digest = fresh
             else:
                 # Not cached, or cached (Secrets fingerprinted) but not provably unchanged: render for real.
-                rendered = await helm_render(t, None if independent else cluster.server_version(), upgrade)
-                digest = manifest_digest(rendered)
-                if not t.chart.reads_cluster(t.values):
-                    kv, up = ("any", "any") if independent else (cluster.server_version(), str(upgrade))
-                    rendercache.store(cache_key(t, kv, up), rendered, digest)
+                rendered, digest = await render_and_store(t, independent, cluster.server_version(), upgrade)
             if renders is not None:
                 renders[i] = rendered
             sink = details.setdefault(i, []) if details is not None else None
