@@ -141,5 +141,13 @@ def last_good(hist: ReleaseHistory, below: int | None = None) -> ReleaseRecord |
     return None
 
 
+def restore_point(hist: ReleaseHistory) -> ReleaseRecord | None:
+    """Where a failed sync of this release returns: its last good revision, else its current one.
+
+    None only for a release without any revision to return to: then, as --atomic, uninstall.
+    """
+    return last_good(hist) or hist.deployed
+
+
 def _never_seen_healthy(rec: ReleaseRecord) -> bool:
     return Promotion.parse(rec.description) is not None and SYNCED_AT_ANNOTATION not in rec.annotations

@@ -96,3 +96,13 @@ def test_a_sha_prefix_of_digits_only_is_still_a_sha() -> None:
     hist = ReleaseHistory((_rec(1, "superseded", promoted), _rec(2, "superseded", _promoted()), _rec(3, "deployed")))
     assert _pick(hist, "12345678")[0] == 1  # no revision 12345678: the Git sha
     assert _pick(hist, "2")[0] == 2  # a revision number wins
+
+
+def test_a_failed_sync_returns_to_an_unverified_revision_rather_than_uninstalling() -> None:
+    from promote.release import restore_point
+
+    only = ReleaseHistory((_rec(1, "deployed", _promoted()),))
+    assert last_good(only) is None
+    point = restore_point(only)
+    assert point is not None and point.revision == 1
+    assert restore_point(ReleaseHistory((_rec(1, "failed"),))) is None

@@ -23,7 +23,16 @@ from promote.errors import GateBlocked, HelmError, PolicyViolation, PromoteError
 from promote.gate import GateCheck
 from promote.lock import EnvLock
 from promote.plan import ReleasePlan
-from promote.release import ReleaseHistory, ReleaseRecord, history, last_good, promotion_of, stamp, unverified
+from promote.release import (
+    ReleaseHistory,
+    ReleaseRecord,
+    history,
+    last_good,
+    promotion_of,
+    restore_point,
+    stamp,
+    unverified,
+)
 from promote.results import ApplyResult, EnvResult, ReleaseResult
 from promote.values import Violation
 
@@ -287,8 +296,7 @@ def sync_release(
         ]
         # helm waits (atomically) only when post-* hooks must see ready resources; else our wait is faster.
         helm_waits = sync.runs_post_hooks(rendered)
-        # An unverified current revision is no place to go back to, unless it is the only one there is.
-        good = last_good(hist) or hist.deployed
+        good = restore_point(hist)
         newest = hist.latest.revision if hist.latest else 0
         with sync.Watcher(cluster, env, ns, workloads, emit):
             try:
@@ -449,7 +457,7 @@ def rollback(opts: Options, aopts: ApplyOptions, env: str, to: str | None, emit:
 def _stuck_message(env: str, release: str, ns: str, hist: ReleaseHistory) -> str:
     assert hist.latest is not None
     state = f"release {release} in {ns} is stuck in {hist.latest.status} (revision {hist.latest.revision})"
-    good = last_good(hist) or hist.deployed  # where recover_pending goes
+    good = restore_point(hist)  # where recover_pending goes
     if good is None:
         way = (
             f"`promote rollback {env}` (uninstalls the install that never completed), "
@@ -475,7 +483,7 @@ def _helm_rollback(cluster: Cluster, t: Target, revision: int, aopts: ApplyOptio
 
 def recover_pending(cluster: Cluster, t: Target, hist: ReleaseHistory, aopts: ApplyOptions) -> str:
     """Clear a pending-* state: back to the last good revision, or uninstall a never-completed install."""
-    good = last_good(hist) or hist.deployed
+    good = restore_point(hist)
     if good is None:
         restore(cluster, t, None, aopts)
         return "uninstalled the install that never completed"
