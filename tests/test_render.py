@@ -2,7 +2,8 @@
 
 - A chart whose templates never read the cluster or the install/upgrade state renders before promote has
   connected; one that does still renders for this cluster's version, as an install or an upgrade.
-- helm template runs with Go's collector off unless the user set GOGC/GOMEMLIMIT.
+- helm template runs with Go's collector off unless the user set GOGC/GOMEMLIMIT, and with a locale whose
+  message catalogue is small; what it prints is the same to the byte.
 - helm's version is asked once per binary.
 - The API client reads credentials once, and again when the server rejects them.
 """
@@ -10,13 +11,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from apply_helpers import apply, edit_env, env_values
-from helpers import CHART, cli, commit, make_repo
+from helpers import CHART, REPO_ROOT, cli, commit, make_repo
 
 from promote import chart, rendercache
 from promote.cluster import Cluster, Resource
@@ -116,6 +119,50 @@ def test_helm_template_runs_without_go_gc_unless_the_user_says(monkeypatch: pyte
     monkeypatch.setenv("GOMEMLIMIT", "2GiB")
     env = chart.short_lived_env()
     assert env["GOMEMLIMIT"] == "2GiB" and "GOGC" not in env
+
+
+def _helm_template(chart_dir: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[bytes]:
+    argv = [chart.helm_executable(), "template", "r", str(chart_dir), "-n", "ns", *extra]
+    return subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False)
+
+
+def _plain_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_") and k not in ("GOGC", "GOMEMLIMIT")}
+    env["LANG"] = "C.UTF-8"
+    return env
+
+
+@pytest.mark.parametrize("chart_dir", [CHART, "tests/testdata/charts/hooked", "bench/charts/svc"])
+def test_helm_templates_the_same_in_the_short_lived_environment(chart_dir: str) -> None:
+    # The locale and GC settings may only change what helm costs, never a byte of what it prints.
+    plain = _helm_template(REPO_ROOT / chart_dir, _plain_env(), "--set", "replicaCount=2")
+    short = _helm_template(REPO_ROOT / chart_dir, chart.short_lived_env(), "--set", "replicaCount=2")
+    assert plain.returncode == 0, plain.stderr
+    assert (short.returncode, short.stdout, short.stderr) == (0, plain.stdout, plain.stderr)
+
+
+def test_helm_errors_read_the_same_in_the_short_lived_environment(tmp_path: Path) -> None:
+    broken = _chart(tmp_path, {"templates/bad.yaml": "{{ .Values.missing.key }}\n"})
+    plain = _helm_template(broken, _plain_env())
+    short = _helm_template(broken, chart.short_lived_env())
+    assert plain.returncode == 1 and b"nil pointer" in plain.stderr
+    assert (short.returncode, short.stdout, short.stderr) == (plain.returncode, plain.stdout, plain.stderr)
+
+
+def _catalogue_init_bytes(env: dict[str, str]) -> int:
+    """Bytes that the init of kubectl's `get` package (which unpacks the message catalogue) allocates."""
+    out = _helm_template(REPO_ROOT / CHART, {**env, "GODEBUG": "inittrace=1"})
+    line = next(x for x in out.stderr.decode().splitlines() if x.startswith("init k8s.io/kubectl/pkg/cmd/get "))
+    return int(line.split(",")[2].split()[0])
+
+
+def test_the_short_lived_locale_skips_the_big_message_catalogue(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Allocation counts are deterministic, unlike timings: if a helm release grows this catalogue, this
+    # fails and SMALL_CATALOGUE_LOCALE needs another pick.
+    monkeypatch.setenv("LC_ALL", "en_US.UTF-8")  # the user's own locale does not stop the override
+    short = _catalogue_init_bytes(chart.short_lived_env())
+    assert chart.short_lived_env()["LC_ALL"] == chart.SMALL_CATALOGUE_LOCALE
+    assert short * 3 < _catalogue_init_bytes(_plain_env())
 
 
 def test_a_remembered_fact_is_computed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
