@@ -1,12 +1,38 @@
 """The engine: the only layer that composes model, values, render, cluster, diff, health, sync and gate.
 
-The CLI calls one function of it per command and hands the result to a view.
+The CLI calls one function of it per command and hands the result to a view. Names are loaded on
+first use (PEP 562), so that `promote plan` does not pay for importing apply's modules (sync, gate,
+lock, health, results): on a small machine that import alone is tens of milliseconds.
 """
 
-from promote.engine.applying import ApplyOptions, apply, gate_checks, gate_report, rollback
-from promote.engine.planning import compare, plan
-from promote.engine.reporting import diffs, release_history, status, watch
-from promote.engine.workspace import Options, Target, Workspace, validate
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promote.engine.applying import ApplyOptions, apply, gate_checks, gate_report, rollback
+    from promote.engine.planning import compare, plan
+    from promote.engine.reporting import diffs, release_history, status, watch
+    from promote.engine.workspace import Options, Target, Workspace, validate
+
+_HOME = {
+    "ApplyOptions": "applying",
+    "apply": "applying",
+    "gate_checks": "applying",
+    "gate_report": "applying",
+    "rollback": "applying",
+    "compare": "planning",
+    "plan": "planning",
+    "diffs": "reporting",
+    "release_history": "reporting",
+    "status": "reporting",
+    "watch": "reporting",
+    "Options": "workspace",
+    "Target": "workspace",
+    "Workspace": "workspace",
+    "validate": "workspace",
+}
 
 __all__ = [
     "ApplyOptions",
@@ -25,3 +51,13 @@ __all__ = [
     "validate",
     "watch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines `name`, once."""
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
