@@ -23,29 +23,38 @@ class Source:
         self.root = root.resolve()
         self.ref = revision
         self._repo: Any = None
+        self._opened = False
         self._commit: Any = None
         self._read: set[str] = set()
         self._tmp: Path | None = None
         self._materialised: dict[str, Path] = {}
-        try:
-            import git
-
-            self._repo = git.Repo(self.root, search_parent_directories=True)
-        except Exception as e:  # not a git checkout: only the working tree can be read
-            if revision is not None:
-                raise SourceError(f"cannot read revision {revision!r}: {self.root} is not a Git repository") from e
-            self._repo = None
-        if self._repo is not None:
-            self._top = Path(self._repo.working_tree_dir).resolve()
+        if revision is not None:
+            repo = self._open()
             try:
-                self._prefix = self.root.relative_to(self._top)
-            except ValueError as e:
-                raise SourceError(f"{self.root} is outside the Git work tree {self._top}") from e
-            if revision is not None:
+                self._commit = repo.commit(revision)
+            except Exception as e:
+                raise SourceError(f"cannot resolve Git revision {revision!r}: no such commit, branch or tag") from e
+
+    def _open(self) -> Any:
+        """The Git repository, opened on first need: the working tree is read without it, and importing
+        GitPython costs a plan ~50 ms before its first render."""
+        if not self._opened:
+            self._opened = True
+            try:
+                import git
+
+                self._repo = git.Repo(self.root, search_parent_directories=True)
+            except Exception as e:  # not a git checkout: only the working tree can be read
+                if self.ref is not None:
+                    raise SourceError(f"cannot read revision {self.ref!r}: {self.root} is not a Git repository") from e
+                self._repo = None
+            if self._repo is not None:
+                self._top = Path(self._repo.working_tree_dir).resolve()
                 try:
-                    self._commit = self._repo.commit(revision)
-                except Exception as e:
-                    raise SourceError(f"cannot resolve Git revision {revision!r}: no such commit, branch or tag") from e
+                    self._prefix = self.root.relative_to(self._top)
+                except ValueError as e:
+                    raise SourceError(f"{self.root} is outside the Git work tree {self._top}") from e
+        return self._repo
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -123,7 +132,7 @@ class Source:
 
     def revision(self) -> str:
         """The commit sha, with `-dirty` when files this source read have uncommitted changes."""
-        if self._repo is None:
+        if self._open() is None:
             return "untracked"
         if self._commit is not None:
             return str(self._commit.hexsha)
@@ -135,7 +144,7 @@ class Source:
 
     def dirty_paths(self) -> list[str]:
         """Files among those read (or below read directories) with uncommitted or untracked changes."""
-        if self._repo is None or self._commit is not None or not self._read:
+        if self._open() is None or self._commit is not None or not self._read:
             return []
         paths = [self._git_path(p) for p in sorted(self._read)]
         try:
@@ -143,6 +152,13 @@ class Source:
         except Exception as e:
             raise SourceError(f"cannot ask Git whether {len(paths)} files are modified") from e
         return [line[3:] for line in out.splitlines() if line.strip()]
+
+    def branch(self) -> str | None:
+        """The checked-out branch, None on a detached HEAD or outside Git."""
+        try:
+            return str(self._open().active_branch.name) if self._open() is not None else None
+        except Exception:  # detached HEAD (TypeError), or an unborn or damaged repository
+            return None
 
     def short_sha(self) -> str:
         """The abbreviated commit the source reads, for human output."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,31 @@ def test_root_in_a_subdirectory_of_the_repository(repo: Path) -> None:
     with Source(repo / "deploy", "HEAD") as at_commit:
         assert at_commit.read_text("environments/web.yaml") == "app: web\n"
         assert (at_commit.local_path("charts/app") / "Chart.yaml").read_text() == "name: app\n"
+
+
+def _fresh_python(code: str, cwd: Path) -> str:
+    """Run code in a new interpreter (so earlier imports in this test process don't count); its stdout."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60, check=True)
+    return out.stdout.strip()
+
+
+def test_the_working_tree_is_read_without_importing_git(repo: Path) -> None:
+    # GitPython costs a plan ~50 ms before its first render; only the revision needs it.
+    code = (
+        "import sys; from pathlib import Path; from promote.source import Source\n"
+        "s = Source(Path('.')); s.read_text('environments/web.yaml')\n"
+        "print('git' in sys.modules, s.revision())"
+    )
+    assert _fresh_python(code, repo) == f"False {head(repo)}"
+
+
+def test_branch_names_the_checkout_and_none_when_detached(repo: Path) -> None:
+    assert Source(repo).branch() == "main"
+    git(repo, "checkout", "-q", "--detach")
+    assert Source(repo).branch() is None
+
+
+def test_branch_outside_git_is_none(tmp_path: Path) -> None:
+    (tmp_path / "environments").mkdir()
+    assert Source(tmp_path).branch() is None
+    assert Source(tmp_path).revision() == "untracked"

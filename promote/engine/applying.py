@@ -97,12 +97,7 @@ def gate_checks(
 def _ref_label(ws: Workspace, revision: str) -> str:
     ref = ws.opts.revision
     if ref is None:
-        try:
-            import git
-
-            ref = git.Repo(ws.source.root, search_parent_directories=True).active_branch.name
-        except Exception:  # detached HEAD or no repository: the sha says it all
-            ref = "HEAD"
+        ref = ws.source.branch() or "HEAD"  # detached HEAD or no repository: the sha says it all
     return f"{ref} ({revision[:7]}{'-dirty' if revision.endswith('-dirty') else ''})"
 
 
@@ -137,10 +132,11 @@ def apply(
             chain = ws.defs.chain_to(target)
             targets = ws.targets(chain)
             _fail_on_violations(ws.validate(targets), targets, target)
+            soon = ws.revision_soon()
             clusters = _connect_all(opts, targets)
             renders: dict[int, list[dict[str, Any]]] = {}
             plans = asyncio.run(_plan_all(targets, clusters, [], renders=renders))
-            revision = ws.source.revision()
+            revision = soon.result()
             if saved_plan is not None:
                 saved.verify(saved_plan, assemble(target, chain, targets, plans, revision))
             label = _ref_label(ws, revision)

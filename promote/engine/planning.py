@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -40,8 +40,16 @@ def plan(opts: Options, target: str) -> Plan:
         chain = ws.defs.chain_to(target)
         targets = ws.targets(chain)
         violations = ws.validate(targets)
-        releases = asyncio.run(_plan_all(targets, lambda: _connect_all(opts, targets), violations))
-        return assemble(target, chain, targets, releases, ws.source.revision())
+        revision: list[Future[str]] = []
+
+        def connect() -> Clusters:
+            # Called once the first renders run: Git is asked now, not before them (GitPython's import
+            # would hold the GIL the first helm waits for) nor after the last one.
+            revision.append(ws.revision_soon())
+            return _connect_all(opts, targets)
+
+        releases = asyncio.run(_plan_all(targets, connect, violations))
+        return assemble(target, chain, targets, releases, revision[0].result() if revision else ws.source.revision())
 
 
 def assemble(
@@ -137,6 +145,11 @@ async def _plan_all(
     early_tasks = {
         i: loop.create_task(early(t)) for i, t in enumerate(targets) if t.chart.cluster_independent and not errors_of(t)
     }
+    if early_tasks and callable(clusters):
+        # Let the first renders spawn their helm before connecting: importing the Kubernetes client
+        # takes a few hundred milliseconds of the GIL, which would otherwise delay the first helm, and
+        # with it the other core, by as much.
+        await asyncio.sleep(0)
 
     async def settle() -> None:
         # A release that failed before it awaited its early render leaves the task to us: stop its helm.

@@ -7,6 +7,7 @@ Values are layered here in helm's precedence and validated against every schema;
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,23 @@ class Workspace:
         self.source = Source(opts.root, opts.revision)
         self.defs = model.load(self.source, opts.env_dir)
         self._cli_values: dict[str, Any] | None = None
+        self._git: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
         """Remove temporary chart copies."""
+        if self._git is not None:
+            self._git.shutdown(wait=True)
         self.source.close()
+
+    def revision_soon(self) -> Future[str]:
+        """The source's revision, asked of Git in the background.
+
+        Call it once every file the command depends on has been read: importing GitPython and running
+        `git status` then overlap with connecting to the cluster or rendering, instead of following them.
+        """
+        if self._git is None:
+            self._git = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promote-git")
+        return self._git.submit(self.source.revision)
 
     def __enter__(self) -> Workspace:
         return self
