@@ -1,14 +1,16 @@
 """Live state, read once per command run: one list per kind and namespace, shared by every release.
 
 Many releases share a namespace, so listing each kind once per namespace (instead of once per release,
-or a GET per object) turns hundreds of requests into a handful. Reads are single-flight: the first
-release to need a list fetches it while the others wait for the same answer.
+or a GET per object) turns hundreds of requests into a handful. A run that plans only one or two
+releases of a namespace (`apply --app`) GETs their objects instead: listing every Secret of a busy
+namespace, helm's release storage included, to find five objects reads far more than it needs. Reads
+are single-flight: the first release to need a list fetches it while the others wait for the same answer.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -21,11 +23,16 @@ T = TypeVar("T")
 Ident = tuple[str, str, str, str]
 
 
+# Up to this many releases of a namespace in one run, their objects are read one by one, not listed.
+FEW_RELEASES = 2
+
+
 class Snapshot:
     """Memoised reads of one cluster for one command run."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, sparse: Iterable[str] = ()) -> None:
         self.cluster = cluster
+        self.sparse = frozenset(sparse)  # namespaces whose objects are read one by one
         self._lock = threading.Lock()
         self._futures: dict[tuple[Any, ...], Future[Any]] = {}
 
@@ -55,6 +62,32 @@ class Snapshot:
             return out
 
         return self._once(("list", api_version, kind, namespace or ""), fetch)
+
+    def find(self, idents: Iterable[Ident]) -> dict[Ident, dict[str, Any]]:
+        """The live objects among these identities (apiVersion, kind, namespace or "", name), by identity."""
+        wanted = set(idents)
+        found: dict[Ident, dict[str, Any]] = {}
+        for api_version, kind, ns in sorted({(i[0], i[1], i[2]) for i in wanted}):
+            if ns in self.sparse:
+                for ident in sorted(i for i in wanted if i[:3] == (api_version, kind, ns)):
+                    obj = self._one(ident)
+                    if obj is not None:
+                        found[ident] = obj
+                continue
+            every = self.objects(api_version, kind, ns or None)
+            found.update((i, every[i]) for i in wanted if i[:3] == (api_version, kind, ns) and i in every)
+        return found
+
+    def _one(self, ident: Ident) -> dict[str, Any] | None:
+        api_version, kind, ns, name = ident
+
+        def fetch() -> dict[str, Any] | None:
+            item = self.cluster.get(api_version, kind, ns or None, name)
+            if item is not None:
+                item["apiVersion"], item["kind"] = api_version, kind
+            return item
+
+        return self._once(("get", *ident), fetch)
 
     def namespace_exists(self, namespace: str) -> bool:
         """True when the namespace exists and is not being deleted."""

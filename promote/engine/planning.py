@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -21,7 +22,7 @@ from promote.engine.workspace import Options, Target, Workspace
 from promote.errors import PromoteError
 from promote.plan import Action, EnvironmentPlan, FieldChange, HookPhase, Plan, ReleasePlan, ResourceChange
 from promote.release import ReleaseHistory, unverified
-from promote.snapshot import Snapshot
+from promote.snapshot import FEW_RELEASES, Snapshot
 from promote.values import Violation
 
 # A change with the live object and the object as Git wants it (the server's dry-run result), for diff.
@@ -163,7 +164,11 @@ async def _plan_all(
     except BaseException:
         await settle()
         raise
-    snapshots = {ctx: Snapshot(c) for ctx, c in connected.items()}
+    releases_in = Counter((t.context, t.env.namespace) for t in targets)
+    snapshots = {
+        ctx: Snapshot(c, sparse=[ns for (cx, ns), n in releases_in.items() if cx == ctx and n <= FEW_RELEASES])
+        for ctx, c in connected.items()
+    }
 
     async def one(i: int, t: Target) -> ReleasePlan:
         cluster, snap = connected[t.context], snapshots[t.context]
@@ -267,14 +272,9 @@ def _split(
 
 
 def _live(snap: Snapshot, objs: list[dict[str, Any]], namespace: str) -> dict[Ident, dict[str, Any]]:
-    live: dict[Ident, dict[str, Any]] = {}
     if not snap.namespace_exists(namespace):
-        return live
-    for api_version, kind, ns in sorted(
-        {(o["apiVersion"], o["kind"], o["metadata"].get("namespace") or "") for o in objs}
-    ):
-        live.update(snap.objects(api_version, kind, ns or None))
-    return live
+        return {}
+    return snap.find(diff.identity(o) for o in objs)
 
 
 def _hooks(hooks: list[dict[str, Any]], ns: str, upgrade: bool, will_sync: bool) -> list[ResourceChange]:
