@@ -8,13 +8,14 @@ that says what was being attempted.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from promote.errors import ClusterError, ConfigError
 
@@ -137,6 +138,17 @@ class Cluster:
         self._auth: dict[str, str] | None = None
         self._group_locks: dict[str, threading.Lock] = {}
         self._auth_at = 0.0
+
+    @property
+    def local(self) -> bool:
+        """Whether the apiserver listens on this machine (a loopback address), sharing our cores."""
+        host = (urlsplit(self.host).hostname or "").lower()
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     # --- transport ---------------------------------------------------------------------------------
 
