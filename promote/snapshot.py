@@ -1,10 +1,11 @@
 """Live state, read once per command run: one list per kind and namespace, shared by every release.
 
 Many releases share a namespace, so listing each kind once per namespace (instead of once per release,
-or a GET per object) turns hundreds of requests into a handful. A run that plans only one or two
-releases of a namespace (`apply --app`) GETs their objects instead: listing every Secret of a busy
-namespace, helm's release storage included, to find five objects reads far more than it needs. Reads
-are single-flight: the first release to need a list fetches it while the others wait for the same answer.
+or a GET per object) turns hundreds of requests into a handful. Where a run plans a single release of a
+namespace (`apply --app`), a kind of which it has a single object is read with a GET instead: one
+request either way, but listing every Secret of a busy namespace, helm's release storage included, to
+find one reads far more than it needs. Reads are single-flight: the first release to need a list
+fetches it while the others wait for the same answer.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ T = TypeVar("T")
 Ident = tuple[str, str, str, str]
 
 
-# Up to this many releases of a namespace in one run, their objects are read one by one, not listed.
-FEW_RELEASES = 2
+# Up to this many releases of a namespace in one run, a kind with one object is read, not listed.
+FEW_RELEASES = 1
 
 
 class Snapshot:
@@ -32,7 +33,7 @@ class Snapshot:
 
     def __init__(self, cluster: Cluster, sparse: Iterable[str] = ()) -> None:
         self.cluster = cluster
-        self.sparse = frozenset(sparse)  # namespaces whose objects are read one by one
+        self.sparse = frozenset(sparse)  # namespaces where a kind with one wanted object is read, not listed
         self._lock = threading.Lock()
         self._futures: dict[tuple[Any, ...], Future[Any]] = {}
 
@@ -68,14 +69,14 @@ class Snapshot:
         wanted = set(idents)
         found: dict[Ident, dict[str, Any]] = {}
         for api_version, kind, ns in sorted({(i[0], i[1], i[2]) for i in wanted}):
-            if ns in self.sparse:
-                for ident in sorted(i for i in wanted if i[:3] == (api_version, kind, ns)):
-                    obj = self._one(ident)
-                    if obj is not None:
-                        found[ident] = obj
+            group = [i for i in wanted if i[:3] == (api_version, kind, ns)]
+            if ns in self.sparse and len(group) == 1:
+                obj = self._one(group[0])
+                if obj is not None:
+                    found[group[0]] = obj
                 continue
             every = self.objects(api_version, kind, ns or None)
-            found.update((i, every[i]) for i in wanted if i[:3] == (api_version, kind, ns) and i in every)
+            found.update((i, every[i]) for i in group if i in every)
         return found
 
     def _one(self, ident: Ident) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 """Snapshot: live objects found by identity, listed per kind for many releases, read one by one for few.
 
-Both ways must find exactly the same objects; only the requests differ. A run that plans one app must
-not list every Secret of a busy namespace (helm's release storage included) to find its five objects.
+Both ways must find exactly the same objects, with no more requests; only what is read differs. A run
+that plans one app must not list every Secret of a busy namespace (helm's release storage included) to
+find its one Secret.
 """
 
 from __future__ import annotations
@@ -35,23 +36,25 @@ class Recording(Cluster):
 def test_find_returns_the_live_objects_asked_for(kube: Kube, namespace: str, sparse: bool) -> None:
     for name in ("a", "b", "c"):
         kube.post(f"/api/v1/namespaces/{namespace}/configmaps", _configmap(namespace, name))
+    kube.post(f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": "sa"}})
     cluster = Recording()
     snap = Snapshot(cluster, sparse=[namespace] if sparse else [])
-    wanted = {("v1", "ConfigMap", namespace, "a"), ("v1", "ConfigMap", namespace, "gone")}
+    wanted = {
+        ("v1", "ConfigMap", namespace, "a"),
+        ("v1", "ConfigMap", namespace, "gone"),
+        ("v1", "ServiceAccount", namespace, "sa"),
+    }
 
     found = snap.find(wanted)
 
-    assert set(found) == {("v1", "ConfigMap", namespace, "a")}
+    assert set(found) == {("v1", "ConfigMap", namespace, "a"), ("v1", "ServiceAccount", namespace, "sa")}
     assert found["v1", "ConfigMap", namespace, "a"]["data"] == {"k": "a"}
     assert found["v1", "ConfigMap", namespace, "a"]["kind"] == "ConfigMap"
-    paths = [p for m, p in cluster.asked if m == "GET" and "/configmaps" in p]
-    if sparse:
-        assert sorted(paths) == [
-            f"/api/v1/namespaces/{namespace}/configmaps/a",
-            f"/api/v1/namespaces/{namespace}/configmaps/gone",
-        ]
-    else:
-        assert paths == [f"/api/v1/namespaces/{namespace}/configmaps"]
+    assert found["v1", "ServiceAccount", namespace, "sa"]["kind"] == "ServiceAccount"
+    paths = sorted(p for m, p in cluster.asked if m == "GET" and ("/configmaps" in p or "/serviceaccounts" in p))
+    # Two ConfigMaps wanted: one list either way. One ServiceAccount: a GET where the namespace is sparse.
+    sa = f"/api/v1/namespaces/{namespace}/serviceaccounts" + ("/sa" if sparse else "")
+    assert paths == [f"/api/v1/namespaces/{namespace}/configmaps", sa]
     # Asked again, nothing is read twice.
     before = len(cluster.asked)
     assert snap.find(wanted) == found
