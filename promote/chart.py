@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import io
 import json
@@ -87,7 +88,7 @@ def _version(executable: str, key: tuple[str, ...] | None) -> str:
                 [executable, "version", "--template", "{{ .Version }}"],
                 capture_output=True,
                 timeout=HELM_VERSION_TIMEOUT,
-                env=short_lived_env(),
+                env=short_lived_env(executable),
             )
         except (OSError, subprocess.TimeoutExpired) as e:
             raise HelmError(f"cannot run {executable} version: {e}") from e
@@ -108,28 +109,43 @@ def _remembered_key(executable: str) -> tuple[str, ...] | None:
     """What identifies a helm binary for remembering its version; None when it must be asked each time."""
     try:
         real = os.path.realpath(executable)
-        with open(real, "rb") as f:
-            script = f.read(2) == b"#!"
         st = os.stat(real)
-    except OSError:  # e.g. execute-only: then just ask, each time
+    except OSError:
         return None
-    if script or not os.path.basename(real).startswith("helm") or os.environ.get("PROMOTE_NO_RENDER_CACHE"):
+    if (
+        not _is_binary(real)
+        or not os.path.basename(real).startswith("helm")
+        or os.environ.get("PROMOTE_NO_RENDER_CACHE")
+    ):
         # A version manager's shim (a script, or a link to the manager) may run another helm each time.
         return None
     return (real, str(st.st_size), str(st.st_mtime_ns))
 
 
+@functools.lru_cache(maxsize=8)
+def _is_binary(real: str) -> bool:
+    """Whether a program is a binary, not a script (a version manager's shim) that starts others."""
+    try:
+        with open(real, "rb") as f:
+            return f.read(2) != b"#!"
+    except OSError:  # e.g. execute-only: assume the worst
+        return False
+
+
 # helm links kubectl's printers, whose package init unpacks the message catalogue of the locale that
 # LC_ALL, LC_MESSAGES or LANG names (the full English one when none is known): ~13 ms of a ~35 ms
-# `helm template`, for help texts that helm never prints. Go ignores the C locale and a template run
-# starts no other program, so naming a locale with a small catalogue changes nothing but that cost.
+# `helm template`, for help texts that helm never prints. Go ignores the C locale and the helm binary's
+# template run starts no other program, so naming a locale with a small catalogue changes nothing but
+# that cost. Not for a script in front of helm (a version manager's shim): its shell would warn that the
+# locale is not installed.
 SMALL_CATALOGUE_LOCALE = "zh_TW.UTF-8"
 # Go's collector off under a memory ceiling (see short_lived_env); kept apart so the bench can name it.
 SHORT_LIVED_GO = {"GOGC": "off", "GOMEMLIMIT": "256MiB"}
 
 
-def short_lived_env() -> dict[str, str]:
-    """The environment for a short-lived helm: Go's garbage collector off, and a small message catalogue.
+def short_lived_env(executable: str | None = None) -> dict[str, str]:
+    """The environment for a short-lived helm: Go's garbage collector off, and for the helm binary
+    `executable` a small message catalogue.
 
     `helm template` of a small chart spends most of its CPU starting up (the init of the Kubernetes
     client packages allocates ~11 MB), and with the default GOGC a quarter of that goes to collections
@@ -140,7 +156,8 @@ def short_lived_env() -> dict[str, str]:
     env = dict(os.environ)
     if "GOGC" not in env and "GOMEMLIMIT" not in env:
         env.update(SHORT_LIVED_GO)
-    env["LC_ALL"] = SMALL_CATALOGUE_LOCALE
+    if executable is not None and _is_binary(os.path.realpath(executable)):
+        env["LC_ALL"] = SMALL_CATALOGUE_LOCALE
     return env
 
 

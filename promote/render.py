@@ -100,7 +100,7 @@ class ArgvCommand(Command):  # type: ignore[misc]
             # helm otherwise assumes its own built-in kube version, and charts that branch on
             # .Capabilities.KubeVersion would render for a cluster we are not planning against.
             command += ["--kube-version", self.kube_version]
-        out = await self.run(command, json.dumps(values or {}).encode(), env=chart.short_lived_env())
+        out = await self.run(command, json.dumps(values or {}).encode(), env=chart.short_lived_env(self._executable))
         # pyhelm3 parses with pure-Python PyYAML, which dominates a plan's CPU time; libyaml is ~10x faster.
         return list(yaml.load_all(out, Loader=chart.YamlLoader))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,6 +25,7 @@ class Source:
         self.ref = revision
         self._repo: Any = None
         self._opened = False
+        self._open_lock = threading.Lock()
         self._commit: Any = None
         self._read: set[str] = set()
         self._tmp: Path | None = None
@@ -37,24 +39,28 @@ class Source:
 
     def _open(self) -> Any:
         """The Git repository, opened on first need: the working tree is read without it, and importing
-        GitPython costs a plan ~50 ms before its first render."""
-        if not self._opened:
-            self._opened = True
-            try:
-                import git
-
-                self._repo = git.Repo(self.root, search_parent_directories=True)
-            except Exception as e:  # not a git checkout: only the working tree can be read
-                if self.ref is not None:
-                    raise SourceError(f"cannot read revision {self.ref!r}: {self.root} is not a Git repository") from e
-                self._repo = None
-            if self._repo is not None:
-                self._top = Path(self._repo.working_tree_dir).resolve()
+        GitPython costs a plan ~50 ms before its first render. So for the working tree, a root outside
+        its Git work tree is reported when the revision is asked, not when the source is made."""
+        with self._open_lock:  # the revision may be asked from a background thread (Workspace.revision_soon)
+            if not self._opened:
+                repo: Any = None
                 try:
-                    self._prefix = self.root.relative_to(self._top)
-                except ValueError as e:
-                    raise SourceError(f"{self.root} is outside the Git work tree {self._top}") from e
-        return self._repo
+                    import git
+
+                    repo = git.Repo(self.root, search_parent_directories=True)
+                except Exception as e:  # not a git checkout: only the working tree can be read
+                    if self.ref is not None:
+                        raise SourceError(
+                            f"cannot read revision {self.ref!r}: {self.root} is not a Git repository"
+                        ) from e
+                if repo is not None:
+                    top = Path(repo.working_tree_dir).resolve()
+                    try:
+                        self._prefix = self.root.relative_to(top)
+                    except ValueError as e:
+                        raise SourceError(f"{self.root} is outside the Git work tree {top}") from e
+                self._repo, self._opened = repo, True
+            return self._repo
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -155,8 +161,9 @@ class Source:
 
     def branch(self) -> str | None:
         """The checked-out branch, None on a detached HEAD or outside Git."""
+        repo = self._open()
         try:
-            return str(self._open().active_branch.name) if self._open() is not None else None
+            return str(repo.active_branch.name) if repo is not None else None
         except Exception:  # detached HEAD (TypeError), or an unborn or damaged repository
             return None
 

@@ -7,12 +7,17 @@ find its one Secret.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import helm_apply, make_repo
 
+from promote import engine
 from promote.cluster import Cluster
 from promote.devcluster.kube import Kube
+from promote.engine.workspace import Options
+from promote.plan import Action
 from promote.snapshot import Snapshot
 
 
@@ -59,3 +64,30 @@ def test_find_returns_the_live_objects_asked_for(kube: Kube, namespace: str, spa
     before = len(cluster.asked)
     assert snap.find(wanted) == found
     assert len(cluster.asked) == before
+
+
+def test_a_plan_of_one_app_reads_its_objects_without_listing_the_namespace(
+    tmp_path: Path, two_namespaces: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One release per namespace: each kind it has one object of is read by name, nothing is listed
+    # whole (helm's release Secrets are listed by their labels, as before).
+    repo = make_repo(tmp_path, *two_namespaces)
+    helm_apply(repo, "default", "prod")
+    asked: list[tuple[str, str, bool]] = []
+    real = Cluster.request
+
+    def request(self: Cluster, method: str, path: str, **kw: Any) -> Any:
+        asked.append((method, path, bool(kw.get("query"))))
+        return real(self, method, path, **kw)
+
+    monkeypatch.setattr(Cluster, "request", request)
+    plan = engine.plan(Options(root=repo), "prod")
+
+    assert [c.action for e in plan.environments for r in e.releases for c in r.changes if not c.hook] == [
+        Action.UNCHANGED
+    ] * sum(1 for e in plan.environments for r in e.releases for c in r.changes if not c.hook)
+    for ns in two_namespaces:
+        whole = [p for m, p, q in asked if m == "GET" and p.startswith(f"/api/v1/namespaces/{ns}/") and not q]
+        whole += [p for m, p, q in asked if m == "GET" and p.startswith(f"/apis/apps/v1/namespaces/{ns}/") and not q]
+        # .../namespaces/NS/KIND/NAME only, never a whole .../namespaces/NS/KIND
+        assert whole and all(p.split(f"/namespaces/{ns}/", 1)[1].count("/") == 1 for p in whole), whole

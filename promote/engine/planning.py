@@ -11,7 +11,7 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -44,16 +44,15 @@ def plan(opts: Options, target: str) -> Plan:
         chain = ws.defs.chain_to(target)
         targets = ws.targets(chain)
         violations = ws.validate(targets)
-        revision: list[Future[str]] = []
 
         def connect() -> Clusters:
             # Called once the first renders run: Git is asked now, not before them (GitPython's import
             # would hold the GIL the first helm waits for) nor after the last one.
-            revision.append(ws.revision_soon())
+            ws.revision_soon()
             return _connect_all(opts, targets)
 
         releases = asyncio.run(_plan_all(targets, connect, violations))
-        return assemble(target, chain, targets, releases, revision[0].result() if revision else ws.source.revision())
+        return assemble(target, chain, targets, releases, ws.revision_soon().result())
 
 
 def assemble(
@@ -245,21 +244,21 @@ class _Pacer:
     """
 
     def __init__(self, renders: int, hold: bool) -> None:
-        self.left = renders
+        self._left = renders
         self.slots = asyncio.Semaphore(0 if hold else API_THREADS)
-        self.held = hold
+        self._held = hold
         if renders == 0:
             self._open()
 
     def rendered(self) -> None:
         """One release has its render (from helm or the cache), or will not get one."""
-        self.left -= 1
-        if self.left == 0:
+        self._left -= 1
+        if self._left == 0:
             self._open()
 
     def _open(self) -> None:
-        if self.held:
-            self.held = False
+        if self._held:
+            self._held = False
             for _ in range(API_THREADS):
                 self.slots.release()
 

@@ -70,6 +70,7 @@ class Workspace:
         self.defs = model.load(self.source, opts.env_dir)
         self._cli_values: dict[str, Any] | None = None
         self._git: ThreadPoolExecutor | None = None
+        self._revision: Future[str] | None = None
 
     def close(self) -> None:
         """Remove temporary chart copies."""
@@ -78,14 +79,15 @@ class Workspace:
         self.source.close()
 
     def revision_soon(self) -> Future[str]:
-        """The source's revision, asked of Git in the background.
+        """The source's revision, asked of Git in the background on the first call, the same answer after.
 
-        Call it once every file the command depends on has been read: importing GitPython and running
-        `git status` then overlap with connecting to the cluster or rendering, instead of following them.
+        Call it first once every file the command depends on has been read: importing GitPython and
+        running `git status` then overlap with connecting to the cluster or rendering.
         """
-        if self._git is None:
+        if self._revision is None:
             self._git = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promote-git")
-        return self._git.submit(self.source.revision)
+            self._revision = self._git.submit(self.source.revision)
+        return self._revision
 
     def __enter__(self) -> Workspace:
         return self
