@@ -66,14 +66,15 @@ class Snapshot:
 
     def find(self, idents: Iterable[Ident]) -> dict[Ident, dict[str, Any]]:
         """The live objects among these identities (apiVersion, kind, namespace or "", name), by identity."""
-        wanted = set(idents)
+        groups: dict[tuple[str, str, str], set[Ident]] = {}
+        for ident in idents:
+            groups.setdefault(ident[:3], set()).add(ident)
         found: dict[Ident, dict[str, Any]] = {}
-        for api_version, kind, ns in sorted({(i[0], i[1], i[2]) for i in wanted}):
-            group = [i for i in wanted if i[:3] == (api_version, kind, ns)]
+        for (api_version, kind, ns), group in sorted(groups.items()):
             if ns in self.sparse and len(group) == 1:
-                obj = self._one(group[0])
-                if obj is not None:
-                    found[group[0]] = obj
+                (ident,) = group
+                if (obj := self._one(ident)) is not None:
+                    found[ident] = obj
                 continue
             every = self.objects(api_version, kind, ns or None)
             found.update((i, every[i]) for i in group if i in every)
