@@ -12,14 +12,15 @@ import ipaddress
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from promote.errors import ClusterError, ConfigError
 
-REQUEST_TIMEOUT = (5.0, 60.0)  # connect, read
+Timeout = float | tuple[float, float]  # seconds: one for both, or (connect, read)
+REQUEST_TIMEOUT: Timeout = (5.0, 60.0)
 AUTH_REFRESH = 60.0  # seconds between re-reads of the credentials (exec plugins hand out expiring tokens)
 
 # Groups whose types the apiserver knows natively: these take a strategic merge patch, as helm sends.
@@ -70,10 +71,11 @@ class Unreachable(ClusterError):
 class ApiError(ClusterError):
     """The API answered with an error status."""
 
-    def __init__(self, message: str, status: int, reason: str = "") -> None:
+    def __init__(self, message: str, status: int, reason: str = "", detail: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.detail = detail  # the server's own message, for callers that word the error themselves
 
     @property
     def transient(self) -> bool:
@@ -161,6 +163,7 @@ class Cluster:
         body: Any = None,
         content_type: str = "application/json",
         what: str,
+        timeout: Timeout | None = None,
     ) -> Any:
         """One API call; returns the decoded JSON body, raising ApiError/ClusterError with `what` on failure.
 
@@ -168,6 +171,62 @@ class Cluster:
         kubeconfig on every call (it scans the environment for proxies each time), which cost more CPU
         than the rest of a request. Credentials are read once and again when stale or rejected.
         """
+        resp = self._send(
+            method, path, query, body, content_type, what, REQUEST_TIMEOUT if timeout is None else timeout, stream=False
+        )
+        raw: bytes = resp.data
+        if not 200 <= resp.status < 300:
+            raise self._api_error(what, resp.status, raw)
+        return json.loads(raw) if raw else None
+
+    def stream(
+        self,
+        path: str,
+        query: list[tuple[str, str]] | None = None,
+        *,
+        what: str,
+        timeout: Timeout,
+        stop: threading.Event | None = None,
+    ) -> Generator[dict[str, Any], None, None]:
+        """A watch's raw event stream, one transport for every watcher (ours, and the dev cluster's kubelet).
+
+        Every event is handed on, ERROR and BOOKMARK included, because only the caller knows how to recover
+        (the kubelet re-lists on 410 Gone); it ends when the server ends it or `stop` is set.
+        """
+        from kubernetes.watch.watch import iter_resp_lines
+
+        resp = self._send("GET", path, query, None, "application/json", what, timeout, stream=True)
+        try:
+            if not 200 <= resp.status < 300:
+                raise self._api_error(what, resp.status, resp.read())
+            for line in iter_resp_lines(resp):
+                if stop is not None and stop.is_set():
+                    return
+                if line.strip():
+                    yield json.loads(line)
+        except ClusterError:
+            raise
+        except Exception as e:
+            if stop is None or not stop.is_set():
+                raise ClusterError(f"cannot {what}: the stream from {self.host} broke ({type(e).__name__}: {e})") from e
+        finally:
+            # Closed, not handed back: a stream left early still has unread data on its connection.
+            resp.close()
+            resp.release_conn()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None,
+        body: Any,
+        content_type: str,
+        what: str,
+        timeout: Timeout,
+        *,
+        stream: bool,
+    ) -> Any:
+        """The one place a request leaves: rate limit, credentials (asked again once on 401), no retries."""
         import urllib3
 
         self._limiter.take()
@@ -176,6 +235,7 @@ class Cluster:
         headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = content_type
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         for attempt in (1, 2):
             try:
                 resp = self.api.rest_client.pool_manager.request(
@@ -183,19 +243,19 @@ class Cluster:
                     url,
                     body=data,
                     headers={**headers, **self._auth_headers(refresh=attempt > 1)},
-                    timeout=urllib3.Timeout(connect=REQUEST_TIMEOUT[0], read=REQUEST_TIMEOUT[1]),
+                    timeout=urllib3.Timeout(connect=connect, read=read),
                     retries=False,
+                    preload_content=not stream,
                 )
             except urllib3.exceptions.HTTPError as e:
                 raise Unreachable(
                     f"cannot {what}: the cluster at {self.host} is unreachable ({type(e).__name__})"
                 ) from e
-            if resp.status != 401:
+            if resp.status != 401 or attempt == 2:
                 break
-        raw: bytes = resp.data
-        if not 200 <= resp.status < 300:
-            raise self._api_error(what, resp.status, raw)
-        return json.loads(raw) if raw else None
+            resp.drain_conn()
+            resp.release_conn()
+        return resp
 
     def _auth_headers(self, refresh: bool = False) -> dict[str, str]:
         """The Authorization header from the kubeconfig (token, exec plugin...), re-read every minute."""
@@ -215,7 +275,7 @@ class Cluster:
             message, reason = raw.decode(errors="replace")[:300], ""
         if status == 401:
             message = f"unauthorized: the credentials of context {self.context!r} were rejected"
-        return ApiError(f"cannot {what}: {message or reason or status}", status, reason)
+        return ApiError(f"cannot {what}: {message or reason or status}", status, reason, message)
 
     # --- discovery ---------------------------------------------------------------------------------
 
@@ -340,28 +400,13 @@ class Cluster:
         """Watch events of a kind in a namespace until `stop` is set or the server ends the watch."""
         res = self.resource(api_version, kind)
         query = [("watch", "1"), ("timeoutSeconds", str(timeout)), ("allowWatchBookmarks", "false")]
-        params = self.api.param_serialize(
-            "GET",
+        yield from self.stream(
             res.path(namespace),
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
+            query,
+            what=f"watch {kind} in {namespace or 'the cluster'}",
+            timeout=(5.0, float(timeout) + 5),
+            stop=stop,
         )
-        try:
-            resp = self.api.call_api(*params, _request_timeout=(5.0, float(timeout) + 5))
-        except Exception as e:
-            raise ClusterError(f"cannot watch {kind} in {namespace}: {e}") from e
-        try:
-            for line in resp.response:
-                if stop.is_set():
-                    return
-                if line.strip():
-                    yield json.loads(line)
-        except Exception as e:
-            if not stop.is_set():
-                raise ClusterError(f"watch of {kind} in {namespace} broke: {e}") from e
-        finally:
-            resp.response.release_conn()
 
     def namespace_exists(self, namespace: str) -> bool:
         """True when the namespace exists and is not being deleted."""

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from helpers import DEFINITION, cli, write_definition
 
-from promote.devcluster.kube import Kube, KubeError
+from devcluster.kube import Kube, KubeError
 
 # The same interpreter as the tests, so the subprocess runs the code under test.
 PROMOTE = [sys.executable, "-m", "promote.cli"]

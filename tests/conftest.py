@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from promote.devcluster import ClusterHandle, cluster_status, start_cluster, stop_cluster
-from promote.devcluster.cluster import cache_root
-from promote.devcluster.kube import Kube, KubeError
+from devcluster import ClusterHandle, cluster_status, start_cluster, stop_cluster
+from devcluster.cluster import cache_root
+from devcluster.kube import Kube, KubeError
 
 CLUSTER_FIXTURES = {"dev_cluster", "namespace", "make_namespace"}
 

@@ -19,7 +19,7 @@ import yaml
 from click.testing import Result
 from jsonschema import Draft202012Validator
 
-from promote.devcluster.kube import Kube, KubeError
+from devcluster.kube import Kube, KubeError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = REPO_ROOT / "schemas"

@@ -22,8 +22,8 @@ from typing import Any
 from click.testing import CliRunner, Result
 from helpers import PROD_RELEASE, make_repo
 
+from devcluster.kube import Kube, KubeError
 from promote.cli import main
-from promote.devcluster.kube import Kube, KubeError
 
 # Values the chart renders into the Secret python-app-secret (charts/python-app/values.yaml).
 GIT_PASSWORD = "change-me-please"

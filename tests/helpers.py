@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 from click.testing import CliRunner, Result
 
+from devcluster.kube import Kube, KubeError
 from promote.cli import main
-from promote.devcluster.kube import Kube, KubeError
 from promote.release import ReleaseRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

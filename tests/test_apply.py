@@ -28,7 +28,7 @@ from apply_helpers import (
 )
 from helpers import APP, PROD_RELEASE, commit, git, make_repo
 
-from promote.devcluster.kube import Kube
+from devcluster.kube import Kube
 
 
 def _first(events: list[dict[str, Any]], **match: str) -> int:

@@ -31,7 +31,7 @@ from apply_helpers import (
 )
 from helpers import APP, PROD_RELEASE, commit, make_repo
 
-from promote.devcluster.kube import Kube
+from devcluster.kube import Kube
 
 WHO = f"{getpass.getuser()}@{socket.gethostname()}"
 NO_POST_HOOK = {"hooks": {"postSync": {"enabled": False}}}

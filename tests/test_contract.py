@@ -30,7 +30,7 @@ from contract_helpers import (
 from helpers import APP, PROD_RELEASE, cli, commit, definition, make_repo, write_definition
 from jsonschema import Draft202012Validator
 
-from promote.devcluster.kube import Kube
+from devcluster.kube import Kube
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 from drift_helpers import CONFIGMAP, Deployed, apply_prod, expect, kubectl, run, strip_ansi
 from helpers import PROD_RELEASE, make_repo
 
-from promote.devcluster.kube import Kube, KubeError
+from devcluster.kube import Kube, KubeError
 
 LIVE_CONFIG = "greeting: hello\nlogLevel: warn\n"
 

@@ -41,7 +41,7 @@ from drift_helpers import (
 )
 from helpers import APP, PROD_RELEASE
 
-from promote.devcluster.kube import Kube
+from devcluster.kube import Kube
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from apply_helpers import (
 )
 from helpers import APP, DEFINITION, PROD_RELEASE, commit, git, make_repo
 
-from promote.devcluster.kube import Kube
+from devcluster.kube import Kube
 
 
 def _nothing_in(kube: Kube, namespace: str, release: str) -> None:

@@ -32,7 +32,7 @@ from apply_helpers import (
 )
 from helpers import APP, commit, make_repo
 
-from promote.devcluster.kube import Kube
+from devcluster.kube import Kube
 
 WHO = f"{getpass.getuser()}@{socket.gethostname()}"
 LEASE = "promote-default"

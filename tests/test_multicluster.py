@@ -13,8 +13,8 @@ import yaml
 from apply_helpers import available, deployment, helm_history, record_of, start_promote
 from helpers import APP, PROD_RELEASE, make_repo
 
-from promote.devcluster import ClusterHandle, start_cluster, stop_cluster
-from promote.devcluster.kube import Kube
+from devcluster import ClusterHandle, start_cluster, stop_cluster
+from devcluster.kube import Kube
 
 PROD_CONTEXT = "prod-cluster"
 

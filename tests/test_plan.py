@@ -39,7 +39,7 @@ from helpers import (
     write_definition,
 )
 
-from promote.devcluster.kube import Kube, KubeError
+from devcluster.kube import Kube, KubeError
 
 RENDERED = {
     ("ServiceAccount", APP),

@@ -21,9 +21,9 @@ import pytest
 from apply_helpers import apply, edit_env, env_values
 from helpers import CHART, REPO_ROOT, cli, commit, make_repo
 
+from devcluster.kube import Kube
 from promote import chart, rendercache
 from promote.cluster import Cluster, Resource
-from promote.devcluster.kube import Kube
 
 # --- which charts may render before the cluster is known ------------------------------------------
 

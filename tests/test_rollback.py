@@ -17,7 +17,7 @@ from apply_helpers import (
 )
 from helpers import APP, commit, git, make_repo
 
-from promote.devcluster.kube import Kube
+from devcluster.kube import Kube
 
 
 def _template(kube: Kube, ns: str) -> dict[str, Any]:

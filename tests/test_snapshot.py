@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from helpers import helm_apply, make_repo
 
+from devcluster.kube import Kube
 from promote import engine
 from promote.cluster import Cluster
-from promote.devcluster.kube import Kube
 from promote.engine.workspace import Options
 from promote.plan import Action
 from promote.snapshot import Snapshot

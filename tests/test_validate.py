@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from helpers import DEFINITION, cli, definition, helm_release_secrets, make_repo, namespace_exists, write_definition
 
-from promote.devcluster.kube import Kube
+from devcluster.kube import Kube
 
 COLUMNS = ["FILE", "APP", "ENV", "PATH", "EXPECTED", "VALUE", "SCHEMA"]
 

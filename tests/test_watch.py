@@ -23,7 +23,7 @@ from drift_helpers import (
 )
 from helpers import APP, PROD_RELEASE
 
-from promote.devcluster.kube import Kube
+from devcluster.kube import Kube
 
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 

@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from promote.devcluster import ClusterHandle, cluster_status, restart_kubelet, start_cluster, stop_cluster
-from promote.devcluster.cluster import read_state, stray_pids
-from promote.devcluster.kube import Kube
+from devcluster import ClusterHandle, cluster_status, restart_kubelet, start_cluster, stop_cluster
+from devcluster.cluster import read_state, stray_pids
+from devcluster.kube import Kube
 
 pytestmark = pytest.mark.cluster
 

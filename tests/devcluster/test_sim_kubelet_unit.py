@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from promote.devcluster.kubelet import (
+from devcluster.kubelet import (
     ANN_CRASH_LOOP,
     ANN_DELAY,
     ANN_FAIL,

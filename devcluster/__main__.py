@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from promote.devcluster.cluster import (
+from devcluster.cluster import (
     COMPONENTS,
     ClusterError,
     cluster_handle,
@@ -21,7 +21,7 @@ from promote.devcluster.cluster import (
     start_cluster,
     stop_cluster,
 )
-from promote.devcluster.pki import PKIError
+from devcluster.pki import PKIError
 
 
 def _parser() -> argparse.ArgumentParser:

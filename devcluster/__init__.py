@@ -5,11 +5,11 @@ Use ``scripts/dev-cluster`` from a shell, or this API from Python (e.g. to run a
 multi-cluster tests)::
 
     handle = start_cluster(Path("/tmp/prod"), name="prod")
-    ...  # handle.kubeconfig, handle.context, handle.api()
+    ...  # handle.kubeconfig, handle.context, handle.kube(), handle.cluster()
     stop_cluster(Path("/tmp/prod"))
 """
 
-from promote.devcluster.cluster import (
+from devcluster.cluster import (
     ClusterError,
     ClusterHandle,
     cluster_handle,

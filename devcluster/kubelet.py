@@ -31,7 +31,7 @@ Fault injection, by pod annotation (values are strings):
 The process is restart-safe: on start it re-registers its nodes and re-lists all pods, adopting
 the IPs, start times and restart counts already recorded in their status.
 
-Usage: ``python -m promote.devcluster.kubelet --kubeconfig PATH [--nodes 3]``.
+Usage: ``python -m devcluster.kubelet --kubeconfig PATH [--nodes 3]``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from promote.devcluster.kube import JSON, Kube, KubeError
+from devcluster.kube import JSON, Kube, KubeError
 
 ANN_FAIL = "sim.promote.dev/fail"
 ANN_NEVER_READY = "sim.promote.dev/never-ready"
@@ -58,7 +58,7 @@ ANN_CRASH_LOOP = "sim.promote.dev/crash-loop"
 ANN_DELAY = "sim.promote.dev/delay"
 
 NODE_CAPACITY = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
-KUBELET_VERSION = "v1.20.2"
+KUBELET_VERSION = "v1.36.3"
 HEARTBEAT_INTERVAL = 10.0
 LEASE_DURATION = 40
 CONFIG_RECHECK = 2.0
@@ -829,7 +829,7 @@ def wait_for_apiserver(kube: Kube, timeout: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m promote.devcluster.kubelet", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devcluster.kubelet", description=__doc__.split("\n")[0])
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--context", default=None)
     parser.add_argument("--nodes", type=int, default=3)
