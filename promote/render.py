@@ -31,9 +31,15 @@ class ArgvCommand(Command):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.timeout = timeout
         self.kube_version = kube_version
+        self.helm_major = 3
 
     def _argv(self, command: list[Any]) -> list[str]:
         argv = [self._executable, *(str(p) for p in command)]
+        if self.helm_major >= 4 and command[:1] in (["upgrade"], ["rollback"]):
+            # Helm 4 applies server-side: after `kubectl scale`, kubectl owns .spec.replicas and the
+            # upgrade would stop on the conflict. Git is the source of truth, so helm takes the fields
+            # the chart declares back, as Helm 3's three-way merge does.
+            argv.append("--force-conflicts")
         if self._kubeconfig:
             argv += ["--kubeconfig", str(self._kubeconfig)]
         if self._kubecontext:
@@ -118,7 +124,7 @@ def one_paragraph(stderr: str) -> str:
     return " ".join(lines)
 
 
-_CLIENTS: dict[tuple[str | None, str | None, str | None, float], Client] = {}
+_CLIENTS: dict[tuple[str, str | None, str | None, str | None, float], Client] = {}
 
 
 def client(
@@ -134,16 +140,19 @@ def client(
     that before it is stopped, so a slow rollout never leaves a release pending because we killed helm.
     """
     timeout = max(HELM_TIMEOUT, (wait or 0) + 60)
-    key = (kubeconfig, context, kube_version, timeout)
+    executable = chart.helm_executable()
+    key = (executable, kubeconfig, context, kube_version, timeout)
     if key not in _CLIENTS:
         command = ArgvCommand(
-            executable=chart.helm_executable(),
+            executable=executable,
             kubeconfig=Path(kubeconfig) if kubeconfig else None,
             kubecontext=context,
             kube_version=kube_version,
             timeout=timeout,
         )
-        _CLIENTS[key] = Client(command=command, executable=command._executable)
+        helm = Client(command=command, executable=command._executable)
+        command.helm_major = int(helm.version.major)
+        _CLIENTS[key] = helm
     return _CLIENTS[key]
 
 

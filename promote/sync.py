@@ -302,7 +302,9 @@ async def helm_upgrade(
             release,
             render.chart_model(helm, chart),
             values,
-            atomic=wait,
+            # One flag, two names: Helm 4 calls --atomic --rollback-on-failure.
+            atomic=wait and helm.version.major < 4,
+            rollback_on_failure=wait and helm.version.major >= 4,
             wait=wait,
             create_namespace=True,
             namespace=namespace,
