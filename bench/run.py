@@ -400,9 +400,7 @@ class Bench:
 
     def render_floor_as_promote(self, m: Measurement) -> None:
         """The render floor in the environment the measured promote gives helm template (asked of it)."""
-        code = (
-            "import json; from promote import chart; print(json.dumps(chart.short_lived_env(chart.helm_executable())))"
-        )
+        code = "import json; from promote.helm import binary as b; print(json.dumps(b.short_lived_env(b.executable())))"
         env: dict[str, str] = json.loads(quick([sys.executable, "-c", code], self.tools.env))
         m.notes.append(", ".join(f"{k}={v}" for k, v in sorted(env.items()) if self.tools.env.get(k) != v))
         self.render_floor(m, env)

@@ -40,8 +40,32 @@ class SourceError(PromoteError):
     """Git could not give us the files of the requested revision."""
 
 
+class UnknownRevision(SourceError):
+    """No commit, branch or tag has that name (or the commit is gone from this clone)."""
+
+
 class HelmError(PromoteError):
     """helm failed to render, install, upgrade or roll back."""
+
+
+class HelmTimeout(HelmError):
+    """helm, or what it waited for, did not finish in time."""
+
+
+class HelmConflict(HelmError):
+    """Server-side apply met fields another field manager owns (Helm 4 without --force-conflicts)."""
+
+
+class ReleaseBusy(HelmError):
+    """Another helm operation on the release is in progress (or died and left it pending)."""
+
+
+class ReleaseNotFound(HelmError):
+    """The release, or the revision asked for, does not exist."""
+
+
+class ChartError(HelmError):
+    """The chart does not render: a template error, a bad Chart.yaml, or a kubeVersion it refuses."""
 
 
 class ClusterError(PromoteError):

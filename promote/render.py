@@ -1,168 +1,19 @@
-"""Running helm, through pyhelm3: template, and (for sync) upgrade, rollback and uninstall.
+"""Rendering a chart for a release, through the helm adapter (promote.helm.client).
 
-pyhelm3 builds helm's argv for each subcommand and models its results; we keep that, but run helm with
-an argv list (never a shell), a timeout, and the child killed on cancel. Values travel on stdin and
-never appear in logs or errors. Import this module only where helm runs: pyhelm3 costs ~0.1 s to load.
+Import this module only where helm runs: pyhelm3 costs ~0.1 s to load.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from pathlib import Path
 from typing import Any
 
-import yaml
-from pyhelm3 import Client
-from pyhelm3.command import Command
-from pyhelm3.models import Chart
-
-from promote import chart
 from promote.chart import ChartInfo
 from promote.errors import HelmError
-
-HELM_TIMEOUT = 300.0
-
-
-class ArgvCommand(Command):  # type: ignore[misc]
-    """pyhelm3's Command, run with exec instead of a shell, with a timeout, killing helm on cancel."""
-
-    def __init__(self, *, timeout: float = HELM_TIMEOUT, kube_version: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.timeout = timeout
-        self.kube_version = kube_version
-        self.helm_major = 3
-
-    def _argv(self, command: list[Any]) -> list[str]:
-        argv = [self._executable, *(str(p) for p in command)]
-        if self.helm_major >= 4 and command[:1] in (["upgrade"], ["rollback"]):
-            # Helm 4 applies server-side: after `kubectl scale`, kubectl owns .spec.replicas and the
-            # upgrade would stop on the conflict. Git is the source of truth, so helm takes the fields
-            # the chart declares back, as Helm 3's three-way merge does.
-            argv.append("--force-conflicts")
-        if self._kubeconfig:
-            argv += ["--kubeconfig", str(self._kubeconfig)]
-        if self._kubecontext:
-            argv += ["--kube-context", self._kubecontext]
-        return argv
-
-    async def run(self, command: list[Any], input: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
-        argv = self._argv(command)
-        what = " ".join(argv[1:3])
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        try:
-            stdout, stderr = await asyncio.wait_for(proc.communicate(input), self.timeout)
-        except (asyncio.CancelledError, TimeoutError) as e:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            if isinstance(e, TimeoutError):
-                raise HelmError(f"helm {what} did not finish within {self.timeout:.0f}s and was stopped") from e
-            raise
-        if proc.returncode != 0:
-            raise HelmError(f"helm {what} failed: {one_paragraph(stderr.decode(errors='replace'))}")
-        return stdout
-
-    async def template(
-        self,
-        release_name: str,
-        chart_ref: Any,
-        values: dict[str, Any] | None = None,
-        *,
-        include_crds: bool = False,
-        is_upgrade: bool = False,
-        namespace: str | None = None,
-        no_hooks: bool = False,
-        repo: str | None = None,
-        version: str | None = None,
-        **_: Any,
-    ) -> list[Any]:
-        """helm template, as pyhelm3 builds it, plus --kube-version, parsed with libyaml."""
-        command: list[Any] = [
-            "template",
-            release_name,
-            chart_ref,
-            "--include-crds" if include_crds else "--skip-crds",
-            "--values",
-            "-",
-        ]
-        if is_upgrade:
-            command.append("--is-upgrade")
-        if namespace:
-            command += ["--namespace", namespace]
-        if no_hooks:
-            command.append("--no-hooks")
-        if repo:
-            command += ["--repo", repo]
-        if version:
-            command += ["--version", version]
-        if self.kube_version:
-            # helm otherwise assumes its own built-in kube version, and charts that branch on
-            # .Capabilities.KubeVersion would render for a cluster we are not planning against.
-            command += ["--kube-version", self.kube_version]
-        out = await self.run(command, json.dumps(values or {}).encode(), env=chart.short_lived_env(self._executable))
-        # pyhelm3 parses with pure-Python PyYAML, which dominates a plan's CPU time; libyaml is ~10x faster.
-        return list(yaml.load_all(out, Loader=chart.YamlLoader))
-
-    def client_version(self) -> Any:
-        """helm's version, remembered per binary (see chart.helm_version)."""
-        import semver
-
-        return semver.Version.parse(chart.helm_version(self._executable))
-
-
-def one_paragraph(stderr: str) -> str:
-    """helm's stderr as one paragraph, without its advice to use helm's own --debug flag."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    lines = [line for line in lines if "--debug flag" not in line]
-    return " ".join(lines)
-
-
-_CLIENTS: dict[tuple[str, str | None, str | None, str | None, float], Client] = {}
-
-
-def client(
-    *,
-    kubeconfig: str | None = None,
-    context: str | None = None,
-    kube_version: str | None = None,
-    wait: float | None = None,
-) -> Client:
-    """One pyhelm3 client per (kubeconfig, context, kube version, wait); helm's version is asked once.
-
-    `wait` is the longest helm itself may wait (its --timeout): the process gets a minute more than
-    that before it is stopped, so a slow rollout never leaves a release pending because we killed helm.
-    """
-    timeout = max(HELM_TIMEOUT, (wait or 0) + 60)
-    executable = chart.helm_executable()
-    key = (executable, kubeconfig, context, kube_version, timeout)
-    if key not in _CLIENTS:
-        command = ArgvCommand(
-            executable=executable,
-            kubeconfig=Path(kubeconfig) if kubeconfig else None,
-            kubecontext=context,
-            kube_version=kube_version,
-            timeout=timeout,
-        )
-        helm = Client(command=command, executable=command._executable)
-        command.helm_major = int(helm.version.major)
-        _CLIENTS[key] = helm
-    return _CLIENTS[key]
-
-
-def chart_model(helm: Client, info: ChartInfo) -> Chart:
-    """A pyhelm3 Chart for a local directory, built from Chart.yaml without another helm call."""
-    return Chart(helm._command, ref=info.path, metadata=chart.parsed(info, "Chart.yaml"))
+from promote.helm.client import Helm
 
 
 async def render(
-    helm: Client,
+    helm: Helm,
     info: ChartInfo,
     *,
     release: str,
@@ -172,9 +23,6 @@ async def render(
 ) -> list[dict[str, Any]]:
     """Every object the chart renders, hooks included, in helm's order."""
     try:
-        docs = await helm.template_resources(
-            chart_model(helm, info), release, values, namespace=namespace, is_upgrade=is_upgrade
-        )
-        return [d for d in docs if isinstance(d, dict) and d]
+        return await helm.template(info, release=release, namespace=namespace, values=values, is_upgrade=is_upgrade)
     except HelmError as e:
-        raise HelmError(f"cannot render chart {info.name} for release {release} in {namespace}: {e}") from e
+        raise type(e)(f"cannot render chart {info.name} for release {release} in {namespace}: {e}") from e

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from promote.errors import SourceError
+from promote.errors import SourceError, UnknownRevision
 
 
 class Source:
@@ -35,7 +35,7 @@ class Source:
             try:
                 self._commit = repo.commit(revision)
             except Exception as e:
-                raise SourceError(f"cannot resolve Git revision {revision!r}: no such commit, branch or tag") from e
+                raise UnknownRevision(f"cannot resolve Git revision {revision!r}: no such commit, branch or tag") from e
 
     def _open(self) -> Any:
         """The Git repository, opened on first need: the working tree is read without it, and importing

@@ -17,13 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promote import health
 from promote.chart import ChartInfo, hook_annotation
 from promote.cluster import ApiError, Cluster, Unreachable
 from promote.errors import HealthError, HelmError, PromoteError
 from promote.plan import HookPhase
+
+if TYPE_CHECKING:
+    from promote.helm.client import Helm
 
 WAIT_ANNOUNCE_AFTER = 2.0  # seconds a wait lasts before we say what it waits for
 POLL_INTERVAL = 0.5
@@ -288,58 +291,47 @@ async def helm_upgrade(
     timeout: float,
     wait: bool,
 ) -> int:
-    """helm upgrade --install, with --atomic --wait when `wait`; returns the new helm revision.
+    """helm upgrade --install, rolling back and waiting when `wait`; returns the new helm revision.
 
     Without `wait`, a failure leaves the release `failed` for the caller to roll back.
     """
-    from promote import render
-
-    helm = render.client(
-        kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version(), wait=timeout
-    )
     try:
-        rev = await helm.install_or_upgrade_release(
-            release,
-            render.chart_model(helm, chart),
-            values,
-            # One flag, two names: Helm 4 calls --atomic --rollback-on-failure.
-            atomic=wait and helm.version.major < 4,
-            rollback_on_failure=wait and helm.version.major >= 4,
-            wait=wait,
-            create_namespace=True,
+        return await _helm(cluster, context, timeout).upgrade(
+            chart,
+            release=release,
             namespace=namespace,
-            timeout=f"{int(timeout)}s",
+            values=values,
             description=description,
+            timeout=timeout,
+            wait=wait,
         )
-    except PromoteError as e:
+    except HelmError as e:
         if not wait:
             raise
-        raise HelmError(f"sync of release {release} in {namespace} failed and helm rolled it back: {e}") from e
-    return int(rev.revision)
+        raise type(e)(f"sync of release {release} in {namespace} failed and helm rolled it back: {e}") from e
 
 
 async def helm_rollback(
     *, cluster: Cluster, context: str | None, release: str, namespace: str, revision: int | None, timeout: float
 ) -> None:
     """helm rollback to a revision (the previous one when None), waiting for it."""
-    from promote import render
-
-    helm = render.client(
-        kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version(), wait=timeout
-    )
-    await helm._command.rollback(release, revision, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
+    await _helm(cluster, context, timeout).rollback(release, namespace, revision, timeout)
 
 
 async def helm_uninstall(
     *, cluster: Cluster, context: str | None, release: str, namespace: str, timeout: float
 ) -> None:
     """helm uninstall, waiting for it: the way out of an install that never completed."""
-    from promote import render
+    await _helm(cluster, context, timeout).uninstall(release, namespace, timeout)
 
-    helm = render.client(
+
+def _helm(cluster: Cluster, context: str | None, timeout: float) -> Helm:
+    """The helm adapter for a cluster, loaded only now: pyhelm3 is slow to import."""
+    from promote.helm.client import connect
+
+    return connect(
         kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version(), wait=timeout
     )
-    await helm._command.uninstall(release, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
 
 
 def health_error(release: str, namespace: str, h: health.Health, timeout: float, done: str = "") -> HealthError:

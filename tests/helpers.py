@@ -178,7 +178,7 @@ def _helm_argv(repo: Path, env: str, tmp: Path) -> list[str]:
             "--timeout",
             "120s",
             # Under Helm 4's server-side apply, what promote runs: the chart's fields taken back from
-            # whoever edited them by hand (see promote.render.ArgvCommand).
+            # whoever edited them by hand (see promote.helm.client.ArgvCommand).
             *(["--force-conflicts"] if helm_major() >= 4 else []),
         ]
 

@@ -75,7 +75,7 @@ def test_dry_runs_wait_for_the_last_render_on_a_local_cluster(
     tmp_path: Path, two_namespaces: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from promote import cluster as cluster_mod
-    from promote import render
+    from promote.helm import client as helm_client
 
     repo = make_repo(tmp_path, *two_namespaces)
     # Twelve releases for a few helm slots: without the hold, the first dry runs would start while helm
@@ -88,7 +88,7 @@ def test_dry_runs_wait_for_the_last_render_on_a_local_cluster(
         (repo / "environments" / f"app{n}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     commit(repo, "five more apps")
     events: list[tuple[float, str]] = []
-    real_run, real_create = render.ArgvCommand.run, cluster_mod.Cluster.create
+    real_run, real_create = helm_client.ArgvCommand.run, cluster_mod.Cluster.create
 
     async def run(self: Any, command: list[Any], *a: Any, **kw: Any) -> bytes:
         out: bytes = await real_run(self, command, *a, **kw)
@@ -99,7 +99,7 @@ def test_dry_runs_wait_for_the_last_render_on_a_local_cluster(
         events.append((time.monotonic(), "dry-run" if kw.get("dry_run") else "create"))
         return real_create(self, obj, *a, **kw)
 
-    monkeypatch.setattr(render.ArgvCommand, "run", run)
+    monkeypatch.setattr(helm_client.ArgvCommand, "run", run)
     monkeypatch.setattr(cluster_mod.Cluster, "create", create)
     result = engine.plan(Options(root=repo), "prod")
 

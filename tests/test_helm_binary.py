@@ -14,7 +14,7 @@ import pytest
 from helpers import cli, make_repo, resources
 
 from devcluster.cluster import HELM4_VERSION, helm4_binary
-from promote import chart
+from promote.helm import binary as helm_binary
 
 
 def _unchosen(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,18 +23,18 @@ def _unchosen(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_default_is_the_helm_3_beside_python(monkeypatch: pytest.MonkeyPatch) -> None:
     _unchosen(monkeypatch)
-    exe = chart.helm_executable()
+    exe = helm_binary.executable()
     assert Path(exe) == Path(sys.executable).parent / "helm"
-    assert chart.helm_version(exe).startswith("3.17.")
+    assert helm_binary.version(exe).startswith("3.17.")
 
 
 def test_promote_helm_selects_helm_4(monkeypatch: pytest.MonkeyPatch) -> None:
     helm4 = helm4_binary()
     assert helm4.is_file(), f"{helm4} is missing: scripts/setup builds it (scripts/build-helm4)"
     monkeypatch.setenv("PROMOTE_HELM", str(helm4))
-    exe = chart.helm_executable()
+    exe = helm_binary.executable()
     assert exe == str(helm4)
-    assert chart.helm_version(exe) == HELM4_VERSION.removeprefix("v")
+    assert helm_binary.version(exe) == HELM4_VERSION.removeprefix("v")
 
 
 def test_promote_helm_that_is_not_a_binary_is_one_clear_error(tmp_path: Path, two_namespaces: tuple[str, str]) -> None:

@@ -24,6 +24,7 @@ from helpers import CHART, REPO_ROOT, cli, commit, make_repo
 from devcluster.kube import Kube
 from promote import chart, rendercache
 from promote.cluster import Cluster, Resource
+from promote.helm import binary as helm_binary
 
 # --- which charts may render before the cluster is known ------------------------------------------
 
@@ -110,19 +111,19 @@ def test_chart_reading_the_cluster_renders_for_its_version_and_state(
 def test_helm_template_runs_without_go_gc_unless_the_user_says(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOGC", raising=False)
     monkeypatch.delenv("GOMEMLIMIT", raising=False)
-    env = chart.short_lived_env()
+    env = helm_binary.short_lived_env()
     assert (env["GOGC"], env["GOMEMLIMIT"]) == ("off", "256MiB")
     monkeypatch.setenv("GOGC", "50")
-    env = chart.short_lived_env()
+    env = helm_binary.short_lived_env()
     assert env["GOGC"] == "50" and "GOMEMLIMIT" not in env
     monkeypatch.delenv("GOGC")
     monkeypatch.setenv("GOMEMLIMIT", "2GiB")
-    env = chart.short_lived_env()
+    env = helm_binary.short_lived_env()
     assert env["GOMEMLIMIT"] == "2GiB" and "GOGC" not in env
 
 
 def _helm_template(chart_dir: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[bytes]:
-    argv = [chart.helm_executable(), "template", "r", str(chart_dir), "-n", "ns", *extra]
+    argv = [helm_binary.executable(), "template", "r", str(chart_dir), "-n", "ns", *extra]
     return subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False)
 
 
@@ -137,7 +138,7 @@ def test_helm_templates_the_same_in_the_short_lived_environment(chart_dir: str) 
     # The locale and GC settings may only change what helm costs, never a byte of what it prints.
     plain = _helm_template(REPO_ROOT / chart_dir, _plain_env(), "--set", "replicaCount=2")
     short = _helm_template(
-        REPO_ROOT / chart_dir, chart.short_lived_env(chart.helm_executable()), "--set", "replicaCount=2"
+        REPO_ROOT / chart_dir, helm_binary.short_lived_env(helm_binary.executable()), "--set", "replicaCount=2"
     )
     assert plain.returncode == 0, plain.stderr
     assert (short.returncode, short.stdout, short.stderr) == (0, plain.stdout, plain.stderr)
@@ -146,7 +147,7 @@ def test_helm_templates_the_same_in_the_short_lived_environment(chart_dir: str) 
 def test_helm_errors_read_the_same_in_the_short_lived_environment(tmp_path: Path) -> None:
     broken = _chart(tmp_path, {"templates/bad.yaml": "{{ .Values.missing.key }}\n"})
     plain = _helm_template(broken, _plain_env())
-    short = _helm_template(broken, chart.short_lived_env(chart.helm_executable()))
+    short = _helm_template(broken, helm_binary.short_lived_env(helm_binary.executable()))
     assert plain.returncode == 1 and b"nil pointer" in plain.stderr
     assert (short.returncode, short.stdout, short.stderr) == (plain.returncode, plain.stdout, plain.stderr)
 
@@ -163,8 +164,8 @@ def test_the_short_lived_locale_skips_the_big_message_catalogue(monkeypatch: pyt
     # Allocation counts are deterministic, unlike timings: if a helm release grows this catalogue, this
     # fails and SMALL_CATALOGUE_LOCALE needs another pick.
     monkeypatch.setenv("LC_ALL", "en_US.UTF-8")  # the user's own locale does not stop the override
-    env = chart.short_lived_env(chart.helm_executable())
-    assert env["LC_ALL"] == chart.SMALL_CATALOGUE_LOCALE
+    env = helm_binary.short_lived_env(helm_binary.executable())
+    assert env["LC_ALL"] == helm_binary.SMALL_CATALOGUE_LOCALE
     assert _catalogue_init_bytes(env) * 3 < _catalogue_init_bytes(_plain_env())
 
 
@@ -172,11 +173,11 @@ def test_a_script_in_front_of_helm_keeps_the_users_locale(tmp_path: Path, monkey
     # A version manager's shim is a shell script: an uninstalled locale would make its shell warn on
     # stderr, which would then stand in every helm error.
     shim = tmp_path / "helm"
-    shim.write_text(f'#!/bin/sh\nexec {chart.helm_executable()} "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec {helm_binary.executable()} "$@"\n')
     shim.chmod(0o755)
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
-    assert chart.short_lived_env(str(shim))["LC_ALL"] == "C.UTF-8"
-    assert chart.short_lived_env()["LC_ALL"] == "C.UTF-8"
+    assert helm_binary.short_lived_env(str(shim))["LC_ALL"] == "C.UTF-8"
+    assert helm_binary.short_lived_env()["LC_ALL"] == "C.UTF-8"
 
 
 def test_a_remembered_fact_is_computed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -197,10 +198,10 @@ def test_a_remembered_fact_is_computed_once(tmp_path: Path, monkeypatch: pytest.
 
 def test_helm_version_is_the_real_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path))
-    first = chart.helm_version(chart.helm_executable())
+    first = helm_binary.version(helm_binary.executable())
     assert first.startswith("3.")
     assert len(list((tmp_path / "render").glob("helm-version-*"))) == 1
-    assert chart.helm_version(chart.helm_executable()) == first
+    assert helm_binary.version(helm_binary.executable()) == first
 
 
 # --- credentials -----------------------------------------------------------------------------------
@@ -258,9 +259,9 @@ def test_tpl_makes_a_chart_depend_on_its_values(tmp_path: Path) -> None:
 def test_a_version_managers_shim_is_asked_every_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
     shim = tmp_path / "helm"
-    shim.write_text(f'#!/bin/sh\nexec "{chart.helm_executable()}" "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{helm_binary.executable()}" "$@"\n')
     shim.chmod(0o755)
-    assert chart.helm_version(str(shim)).startswith("3.")
+    assert helm_binary.version(str(shim)).startswith("3.")
     assert not list((tmp_path / "cache").rglob("helm-version-*"))
 
 
@@ -285,22 +286,22 @@ def test_an_api_blip_during_the_health_wait_is_not_a_verdict(tmp_path: Path) -> 
 
 def test_a_prefetched_helm_version_is_the_one_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path))
-    exe = chart.helm_executable()
-    chart.prefetch_helm_version(exe)
-    assert exe in chart._PREFETCH  # asking in the background
-    version = chart.helm_version(exe)
-    assert version.startswith("3.") and exe not in chart._PREFETCH
-    chart.prefetch_helm_version(exe)  # now remembered: nothing to ask
-    assert exe not in chart._PREFETCH
+    exe = helm_binary.executable()
+    helm_binary.prefetch_version(exe)
+    assert exe in helm_binary._PREFETCH  # asking in the background
+    version = helm_binary.version(exe)
+    assert version.startswith("3.") and exe not in helm_binary._PREFETCH
+    helm_binary.prefetch_version(exe)  # now remembered: nothing to ask
+    assert exe not in helm_binary._PREFETCH
 
 
 def test_a_damaged_memo_is_asked_again_and_mended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path))
-    exe = chart.helm_executable()
-    real = chart.helm_version(exe)
+    exe = helm_binary.executable()
+    real = helm_binary.version(exe)
     (memo,) = (tmp_path / "render").glob("helm-version-*")
     memo.write_text("garbage")
-    assert chart.helm_version(exe) == real
+    assert helm_binary.version(exe) == real
     assert memo.read_text() == real
 
 

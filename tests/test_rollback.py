@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,27 @@ def test_rollback_to_a_chosen_revision(tmp_path: Path, kube: Kube, namespace: st
     assert [r["status"] for r in revisions] == ["superseded"] * 4 + ["deployed"]
     rec = record_of(revisions[-1])
     assert (rec["action"], rec["revision"], rec["rolled_back_to"]) == ("rollback", v2, 2)
+
+
+def test_rollback_to_a_promotion_whose_commit_is_gone_uses_helms_stored_revision(
+    tmp_path: Path, kube: Kube, namespace: str
+) -> None:
+    repo = make_repo(tmp_path, namespace, f"{namespace}-prod-unused")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    gone = _release_tag(repo, "2.0.0")
+    apply(repo, "default", code=0)
+    v2_template = _template(kube, namespace)
+    # History rewritten: the promoted commit is no longer in the repository.
+    git(repo, "reset", "-q", "--hard", base)
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")
+    assert subprocess.run(["git", "cat-file", "-e", gone], cwd=repo, capture_output=True, timeout=60).returncode != 0
+    _release_tag(repo, "3.0.0")
+    apply(repo, "default", code=0)
+
+    run = promote_json(repo, "rollback", "default", "--to", "1", code=0)
+
+    assert run.release("default")["outcome"] == "rolled-back"
+    assert run.release("default")["message"] == "helm rollback to revision 1"
+    assert _template(kube, namespace) == v2_template
+    assert [r["status"] for r in helm_history(namespace, APP)] == ["superseded", "superseded", "deployed"]

@@ -15,12 +15,21 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from promote import gate, health, record, saved, sync
-from promote.chart import helm_executable, hook_annotation, prefetch_helm_version
+from promote.chart import hook_annotation
 from promote.cluster import Cluster, connect
 from promote.engine.planning import _connect_all, _plan_all, assemble
 from promote.engine.workspace import Options, Target, Workspace
-from promote.errors import GateBlocked, HelmError, PolicyViolation, PromoteError, ValidationError, exit_code_for
+from promote.errors import (
+    GateBlocked,
+    HelmError,
+    PolicyViolation,
+    PromoteError,
+    UnknownRevision,
+    ValidationError,
+    exit_code_for,
+)
 from promote.gate import GateCheck
+from promote.helm import binary as helm_binary
 from promote.lock import EnvLock
 from promote.plan import ReleasePlan
 from promote.release import (
@@ -127,7 +136,7 @@ def apply(
     env_results: list[EnvResult] = []
     revision = "unknown"
     try:
-        prefetch_helm_version(helm_executable())  # overlaps the definitions' loading, if not remembered
+        helm_binary.prefetch_version(helm_binary.executable())  # overlaps the definitions' loading, if not remembered
         with Workspace(opts) as ws:
             chain = ws.defs.chain_to(target)
             targets = ws.targets(chain)
@@ -544,9 +553,8 @@ def _rollback_release(
                     return replace(
                         res, outcome="rolled-back", message=f"re-synced {promo.revision[:7]} (was revision {number})"
                     )
-        except PromoteError as e:
-            if "cannot resolve Git revision" not in str(e):
-                raise
+        except UnknownRevision:
+            pass  # the commit is gone (a rewritten branch, a shallow clone): helm's stored revision it is
     # Not reproducible from Git (dirty tree, command-line values, or a revision promote did not make).
     _helm_rollback(cluster, t, number, aopts)
     after = history(cluster, ns, release)

@@ -16,10 +16,11 @@ from dataclasses import replace
 from typing import Any
 
 from promote import diff, rendercache
-from promote.chart import helm_executable, helm_version, hook_annotation, prefetch_helm_version
+from promote.chart import hook_annotation
 from promote.cluster import ApiError, Cluster, connect
 from promote.engine.workspace import Options, Target, Workspace
 from promote.errors import PromoteError
+from promote.helm import binary as helm_binary
 from promote.plan import Action, EnvironmentPlan, FieldChange, HookPhase, Plan, ReleasePlan, ResourceChange
 from promote.release import ReleaseHistory, unverified
 from promote.snapshot import FEW_RELEASES, Snapshot
@@ -39,7 +40,7 @@ def _parallelism() -> int:
 
 def plan(opts: Options, target: str) -> Plan:
     """What `apply target` would change, for each environment of the chain up to it, in order."""
-    prefetch_helm_version(helm_executable())  # overlaps the definitions' loading, if not remembered
+    helm_binary.prefetch_version(helm_binary.executable())  # overlaps the definitions' loading, if not remembered
     with Workspace(opts) as ws:
         chain = ws.defs.chain_to(target)
         targets = ws.targets(chain)
@@ -106,12 +107,14 @@ async def _plan_all(
     pool = ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="promote-api")
     loop = asyncio.get_running_loop()
     use_cache = details is None
-    helm_ver = helm_version(helm_executable())
+    helm_ver = helm_binary.version(helm_binary.executable())
 
     async def helm_render(t: Target, kube_version: str | None, upgrade: bool) -> list[dict[str, Any]]:
-        from promote import render  # only now: pyhelm3 is slow to import, and a cached plan runs no helm
+        # Only now: pyhelm3 is slow to import, and a cached plan runs no helm.
+        from promote import render
+        from promote.helm.client import connect
 
-        helm = render.client(kube_version=kube_version)
+        helm = connect(kube_version=kube_version)
         async with helm_slots:
             return await render.render(
                 helm, t.chart, release=t.env.release, namespace=t.env.namespace, values=t.values, is_upgrade=upgrade

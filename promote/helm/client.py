@@ -1,0 +1,213 @@
+"""helm run through pyhelm3: pyhelm3 builds each subcommand's argv; we run it with an argv list (never
+a shell), a timeout, and the child killed on cancel, and classify its failures (failure.py).
+
+Values travel on stdin and never appear in logs or errors. Import this module only where helm runs:
+pyhelm3 costs ~0.1 s to load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyhelm3 import Client
+from pyhelm3.command import Command
+from pyhelm3.models import Chart
+
+from promote import chart
+from promote.chart import ChartInfo
+from promote.errors import HelmTimeout
+from promote.helm import binary
+from promote.helm.failure import classify
+
+HELM_TIMEOUT = 300.0
+
+
+class ArgvCommand(Command):  # type: ignore[misc]
+    """pyhelm3's Command, run with exec instead of a shell, with a timeout, killing helm on cancel."""
+
+    def __init__(self, *, timeout: float = HELM_TIMEOUT, kube_version: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout = timeout
+        self.kube_version = kube_version
+        self.helm_major = 3
+
+    def _argv(self, command: list[Any]) -> list[str]:
+        argv = [self._executable, *(str(p) for p in command)]
+        if self.helm_major >= 4 and command[:1] in (["upgrade"], ["rollback"]):
+            # Helm 4 applies server-side: after `kubectl scale`, kubectl owns .spec.replicas and the
+            # upgrade would stop on the conflict. Git is the source of truth, so helm takes the fields
+            # the chart declares back, as Helm 3's three-way merge does.
+            argv.append("--force-conflicts")
+        if self._kubeconfig:
+            argv += ["--kubeconfig", str(self._kubeconfig)]
+        if self._kubecontext:
+            argv += ["--kube-context", self._kubecontext]
+        return argv
+
+    async def run(self, command: list[Any], input: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
+        argv = self._argv(command)
+        what = " ".join(argv[1:3])
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(proc.communicate(input), self.timeout)
+        except (asyncio.CancelledError, TimeoutError) as e:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            if isinstance(e, TimeoutError):
+                raise HelmTimeout(f"helm {what} did not finish within {self.timeout:.0f}s and was stopped") from e
+            raise
+        if proc.returncode != 0:
+            raise classify(what, stderr.decode(errors="replace"))
+        return stdout
+
+    async def template(
+        self,
+        release_name: str,
+        chart_ref: Any,
+        values: dict[str, Any] | None = None,
+        *,
+        include_crds: bool = False,
+        is_upgrade: bool = False,
+        namespace: str | None = None,
+        no_hooks: bool = False,
+        repo: str | None = None,
+        version: str | None = None,
+        **_: Any,
+    ) -> list[Any]:
+        """helm template, as pyhelm3 builds it, plus --kube-version, parsed with libyaml."""
+        command: list[Any] = [
+            "template",
+            release_name,
+            chart_ref,
+            "--include-crds" if include_crds else "--skip-crds",
+            "--values",
+            "-",
+        ]
+        if is_upgrade:
+            command.append("--is-upgrade")
+        if namespace:
+            command += ["--namespace", namespace]
+        if no_hooks:
+            command.append("--no-hooks")
+        if repo:
+            command += ["--repo", repo]
+        if version:
+            command += ["--version", version]
+        if self.kube_version:
+            # helm otherwise assumes its own built-in kube version, and charts that branch on
+            # .Capabilities.KubeVersion would render for a cluster we are not planning against.
+            command += ["--kube-version", self.kube_version]
+        out = await self.run(command, json.dumps(values or {}).encode(), env=binary.short_lived_env(self._executable))
+        # pyhelm3 parses with pure-Python PyYAML, which dominates a plan's CPU time; libyaml is ~10x faster.
+        return list(yaml.load_all(out, Loader=chart.YamlLoader))
+
+    def client_version(self) -> Any:
+        """helm's version, remembered per binary (see binary.version)."""
+        import semver
+
+        return semver.Version.parse(binary.version(self._executable))
+
+
+@dataclass(frozen=True)
+class Helm:
+    """One helm binary talking to one cluster: pyhelm3's client and our argv command under it."""
+
+    client: Client
+    command: ArgvCommand
+
+    @property
+    def major(self) -> int:
+        """helm's major version: 3 or 4 change flags and how objects are applied."""
+        return self.command.helm_major
+
+    def chart(self, info: ChartInfo) -> Chart:
+        """A pyhelm3 Chart for a local directory, built from Chart.yaml without another helm call."""
+        return Chart(self.command, ref=info.path, metadata=chart.parsed(info, "Chart.yaml"))
+
+    async def template(
+        self, info: ChartInfo, *, release: str, namespace: str, values: dict[str, Any], is_upgrade: bool
+    ) -> list[dict[str, Any]]:
+        """Every object the chart renders, hooks included, in helm's order."""
+        docs = await self.client.template_resources(
+            self.chart(info), release, values, namespace=namespace, is_upgrade=is_upgrade
+        )
+        return [d for d in docs if isinstance(d, dict) and d]
+
+    async def upgrade(
+        self,
+        info: ChartInfo,
+        *,
+        release: str,
+        namespace: str,
+        values: dict[str, Any],
+        description: str,
+        timeout: float,
+        wait: bool,
+    ) -> int:
+        """helm upgrade --install (rolling back on failure and waiting when `wait`); the new revision."""
+        rev = await self.client.install_or_upgrade_release(
+            release,
+            self.chart(info),
+            values,
+            # One flag, two names: Helm 4 calls --atomic --rollback-on-failure.
+            atomic=wait and self.major < 4,
+            rollback_on_failure=wait and self.major >= 4,
+            wait=wait,
+            create_namespace=True,
+            namespace=namespace,
+            timeout=f"{int(timeout)}s",
+            description=description,
+        )
+        return int(rev.revision)
+
+    async def rollback(self, release: str, namespace: str, revision: int | None, timeout: float) -> None:
+        """helm rollback to a revision (the previous one when None), waiting for it."""
+        await self.command.rollback(release, revision, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
+
+    async def uninstall(self, release: str, namespace: str, timeout: float) -> None:
+        """helm uninstall, waiting for it: the way out of an install that never completed."""
+        await self.command.uninstall(release, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
+
+
+_CLIENTS: dict[tuple[str, str | None, str | None, str | None, float], Helm] = {}
+
+
+def connect(
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    kube_version: str | None = None,
+    wait: float | None = None,
+) -> Helm:
+    """One Helm per (binary, kubeconfig, context, kube version, wait); helm's version is asked once.
+
+    `wait` is the longest helm itself may wait (its --timeout): the process gets a minute more than
+    that before it is stopped, so a slow rollout never leaves a release pending because we killed helm.
+    """
+    timeout = max(HELM_TIMEOUT, (wait or 0) + 60)
+    executable = binary.executable()
+    key = (executable, kubeconfig, context, kube_version, timeout)
+    if key not in _CLIENTS:
+        command = ArgvCommand(
+            executable=executable,
+            kubeconfig=Path(kubeconfig) if kubeconfig else None,
+            kubecontext=context,
+            kube_version=kube_version,
+            timeout=timeout,
+        )
+        client = Client(command=command, executable=executable)
+        command.helm_major = int(client.version.major)
+        _CLIENTS[key] = Helm(client, command)
+    return _CLIENTS[key]
