@@ -7,33 +7,11 @@ returns a verdict with the reason a person needs; nothing here writes anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from promote.health import Health, HealthStatus
 from promote.release import ReleaseHistory, promotion_of
-
-
-class GateResult(StrEnum):
-    """Verdict of one gate check."""
-
-    PASS = "pass"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class GateCheck:
-    """One check with its reason."""
-
-    name: str
-    result: GateResult
-    reason: str
-    app: str | None = None
-
-    def to_dict(self) -> dict[str, str | None]:
-        """JSON form."""
-        return {"name": self.name, "app": self.app, "result": self.result.value, "reason": self.reason}
+from promote.results import GateCheck, GateResult
 
 
 def _ago(seconds: float) -> str:

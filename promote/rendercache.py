@@ -17,8 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from promote import diff
-
 VERSION = 1
 
 
@@ -44,13 +42,14 @@ def load(k: str) -> tuple[list[dict[str, Any]], str] | None:
         return None
 
 
-def store(k: str, rendered: list[dict[str, Any]], manifest_digest: str) -> None:
-    """Save a render; a failure to write is not an error, the cache is only an accelerator."""
+def store(k: str, fingerprinted: list[dict[str, Any]], manifest_digest: str) -> None:
+    """Save a render whose Secret data the caller has fingerprinted (diff.fingerprint_secret), so that no
+    Secret value reaches the disk; a failure to write is not an error, the cache is only an accelerator."""
     try:
         d = cache_dir()
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = d / f".{k}.{os.getpid()}.tmp"
-        doc = {"objects": [diff.fingerprint_secret(o) for o in rendered], "manifestDigest": manifest_digest}
+        doc = {"objects": fingerprinted, "manifestDigest": manifest_digest}
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             # dumps, not dump: json.dump streams through the pure-Python encoder, several times slower.

@@ -3,11 +3,75 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from promote.gate import GateCheck
 from promote.plan import SCHEMA_VERSION, ResourceChange
-from promote.sync import Event
+
+
+class GateResult(StrEnum):
+    """Verdict of one gate check."""
+
+    PASS = "pass"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One check with its reason."""
+
+    name: str
+    result: GateResult
+    reason: str
+    app: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        """JSON form."""
+        return {"name": self.name, "app": self.app, "result": self.result.value, "reason": self.reason}
+
+
+class SyncStatus(StrEnum):
+    """Whether live matches Git for a release."""
+
+    SYNCED = "Synced"
+    OUT_OF_SYNC = "OutOfSync"
+    MISSING = "Missing"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One progress line: TIMESTAMP ENV KIND NAMESPACE NAME STATUS HEALTH HOOK MESSAGE."""
+
+    at: datetime
+    env: str
+    kind: str
+    namespace: str
+    name: str
+    status: str
+    health: str
+    hook: str
+    message: str
+
+    def line(self) -> str:
+        """The event as one line, in the spirit of `argocd app sync`."""
+        ts = self.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        cols = [ts, self.env, self.kind, self.namespace, self.name, self.status, self.health, self.hook or "-"]
+        return "  ".join(cols) + (f"  {self.message}" if self.message else "")
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON form."""
+        return {
+            "time": self.at.isoformat(),
+            "env": self.env,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "status": self.status,
+            "health": self.health,
+            "hook": self.hook,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)

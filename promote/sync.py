@@ -14,9 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from promote import health
@@ -24,6 +22,7 @@ from promote.chart import ChartInfo, hook_annotation
 from promote.cluster import ApiError, Cluster, Unreachable
 from promote.errors import HealthError, HelmError, PromoteError
 from promote.plan import HookPhase
+from promote.results import Event
 
 if TYPE_CHECKING:
     from promote.helm.client import Helm
@@ -34,49 +33,6 @@ POLL_INTERVAL = 0.5
 # backs off, so a long rollout does not cost the cluster a request storm.
 HEALTH_POLL_FIRST, HEALTH_POLL_MAX = 0.1, 1.0
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
-
-
-class SyncStatus(StrEnum):
-    """Whether live matches Git for a release."""
-
-    SYNCED = "Synced"
-    OUT_OF_SYNC = "OutOfSync"
-    MISSING = "Missing"
-
-
-@dataclass(frozen=True)
-class Event:
-    """One progress line: TIMESTAMP ENV KIND NAMESPACE NAME STATUS HEALTH HOOK MESSAGE."""
-
-    at: datetime
-    env: str
-    kind: str
-    namespace: str
-    name: str
-    status: str
-    health: str
-    hook: str
-    message: str
-
-    def line(self) -> str:
-        """The event as one line, in the spirit of `argocd app sync`."""
-        ts = self.at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        cols = [ts, self.env, self.kind, self.namespace, self.name, self.status, self.health, self.hook or "-"]
-        return "  ".join(cols) + (f"  {self.message}" if self.message else "")
-
-    def to_dict(self) -> dict[str, str]:
-        """JSON form."""
-        return {
-            "time": self.at.isoformat(),
-            "env": self.env,
-            "kind": self.kind,
-            "namespace": self.namespace,
-            "name": self.name,
-            "status": self.status,
-            "health": self.health,
-            "hook": self.hook,
-            "message": self.message,
-        }
 
 
 Emit = Callable[[Event], None]

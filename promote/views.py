@@ -14,9 +14,8 @@ import click
 import yaml
 from tabulate import tabulate
 
-from promote.gate import GateCheck
 from promote.plan import Action, FieldChange, Plan, ReleasePlan
-from promote.results import ApplyResult, HistoryEntry, ReleaseStatus, ResourceDiff
+from promote.results import ApplyResult, GateCheck, HistoryEntry, ReleaseStatus, ResourceDiff
 from promote.values import Violation
 
 

@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 from helpers import release_record
 
-from promote.gate import GateCheck, GateResult, artifact_since, clean_tree_check, upstream_checks
+from promote.gate import artifact_since, clean_tree_check, upstream_checks
 from promote.health import Health, HealthStatus
 from promote.record import Promotion, RecordAction
 from promote.release import ReleaseHistory, ReleaseRecord
+from promote.results import GateCheck, GateResult
 
 A = "a" * 64
 B = "b" * 64

@@ -323,3 +323,21 @@ def test_a_corrupt_packaged_dependency_counts_as_reading_the_cluster(tmp_path: P
     (root / "charts").mkdir()
     (root / "charts" / "broken-1.0.0.tgz").write_bytes(b"\x1f\x8b\x08\x00" + b"not gzip at all" * 10)
     assert not chart.chart_info(root).cluster_independent
+
+
+def test_the_render_cache_holds_no_secret_value(
+    tmp_path: Path, two_namespaces: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
+    repo = make_repo(tmp_path, *two_namespaces)
+    password = "s3cret-in-the-cache-test"
+    assert cli(repo, "plan", "prod", "--set", f"secret.password={password}").exit_code == 0
+
+    entries = [p for p in (tmp_path / "cache" / "render").glob("*.json")]
+    assert entries, "the plan stored no render"
+    text = "".join(p.read_text() for p in entries)
+    assert "python-app-secret" in text  # the Secret itself is cached, as fingerprints
+    for form in (password, base64.b64encode(password.encode()).decode()):
+        assert form not in text

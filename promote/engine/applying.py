@@ -28,7 +28,6 @@ from promote.errors import (
     ValidationError,
     exit_code_for,
 )
-from promote.gate import GateCheck
 from promote.helm import binary as helm_binary
 from promote.lock import EnvLock
 from promote.plan import ReleasePlan
@@ -42,7 +41,7 @@ from promote.release import (
     stamp,
     unverified,
 )
-from promote.results import ApplyResult, EnvResult, ReleaseResult
+from promote.results import ApplyResult, EnvResult, Event, GateCheck, GateResult, ReleaseResult
 from promote.values import Violation
 
 
@@ -127,9 +126,9 @@ def apply(
 
     With `saved_plan`, the plan is computed again first and the apply refuses unless nothing moved.
     """
-    events: list[sync.Event] = []
+    events: list[Event] = []
 
-    def record_event(ev: sync.Event) -> None:
+    def record_event(ev: Event) -> None:
         events.append(ev)
         emit(ev)
 
@@ -189,7 +188,7 @@ def _apply_env(
                 result("failed", [], []), PromoteError(f"cannot apply {env}: {p.app}: {'; '.join(p.errors)}")
             )
     checks = gate_checks(ws, clusters, env, [t for t, _, _ in pairs], aopts.allow_dirty)
-    failed = [c for c in checks if c.result == gate.GateResult.FAIL]
+    failed = [c for c in checks if c.result == GateResult.FAIL]
     if failed:
         why = "; ".join(f"{c.app + ': ' if c.app else ''}{c.reason}" for c in failed)
         raise _EnvFailed(result("blocked", [], checks), GateBlocked(f"promotion to {env} blocked: {why}"))
@@ -255,7 +254,7 @@ def sync_release(
         cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, None)
 
     def waiting(holder: str) -> None:
-        emit(sync.Event(record.now(), env, "Lease", ns, lock.name, "Waiting", "", "", f"lock held by {holder}"))
+        emit(Event(record.now(), env, "Lease", ns, lock.name, "Waiting", "", "", f"lock held by {holder}"))
 
     lock.acquire(aopts.lock_timeout, on_wait=waiting)
     try:
@@ -266,7 +265,7 @@ def sync_release(
                 raise HelmError(_stuck_message(env, release, ns, hist))
             # We took the lock of an apply that crashed mid-helm: its pending state is ours to clear.
             emit(
-                sync.Event(
+                Event(
                     record.now(),
                     env,
                     "Release",
@@ -394,7 +393,7 @@ def _verify_unverified(
     why = f" (the apply of {crashed} crashed while waiting)" if crashed else ""
 
     def say(message: str) -> None:
-        emit(sync.Event(record.now(), t.env.name, "Release", ns, release, rec.status, "", "", message))
+        emit(Event(record.now(), t.env.name, "Release", ns, release, rec.status, "", "", message))
 
     say(f"recovering: revision {rec.revision} was never seen healthy{why}; waiting for it")
     objs = [o for o in rec.manifest if "metadata" in o]
@@ -580,21 +579,19 @@ def gate_report(opts: Options, env: str, allow_dirty: bool = False) -> list[Gate
         violations = ws.validate(targets)
         if violations:
             shown = "; ".join(f"{v.environment}/{v.app} {v.path}: expected {v.expected}" for v in violations[:5])
-            checks = [GateCheck("values-valid", gate.GateResult.FAIL, f"{len(violations)} violation(s): {shown}")]
+            checks = [GateCheck("values-valid", GateResult.FAIL, f"{len(violations)} violation(s): {shown}")]
         else:
-            checks = [GateCheck("values-valid", gate.GateResult.PASS, "definitions and values are valid")]
+            checks = [GateCheck("values-valid", GateResult.PASS, "definitions and values are valid")]
         clusters = _connect_all(opts, targets)
         if len(chain) > 1:
             checks += gate_checks(ws, clusters, env, targets, allow_dirty)
         else:
-            checks.append(GateCheck("upstream", gate.GateResult.PASS, f"{env} is the first environment of the chain"))
+            checks.append(GateCheck("upstream", GateResult.PASS, f"{env} is the first environment of the chain"))
         for t in targets:
             cluster = clusters[t.context]
             holder = EnvLock(cluster, t.env.namespace, env, "").current_holder()
             if holder:
-                checks.append(
-                    GateCheck("lock", gate.GateResult.FAIL, f"an apply by {holder} holds the lock", t.app.name)
-                )
+                checks.append(GateCheck("lock", GateResult.FAIL, f"an apply by {holder} holds the lock", t.app.name))
             else:
-                checks.append(GateCheck("lock", gate.GateResult.PASS, "no apply holds the lock", t.app.name))
+                checks.append(GateCheck("lock", GateResult.PASS, "no apply holds the lock", t.app.name))
         return checks

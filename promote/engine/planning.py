@@ -135,7 +135,7 @@ async def _plan_all(
         rendered = await helm_render(t, None if independent else kube_version, upgrade)
         digest = manifest_digest(rendered)
         if (k := cache_key(t, independent, kube_version, upgrade)) is not None:
-            rendercache.store(k, rendered, digest)
+            rendercache.store(k, [diff.fingerprint_secret(o) for o in rendered], digest)
         return rendered, digest
 
     async def early(t: Target) -> tuple[list[dict[str, Any]], str, bool]:

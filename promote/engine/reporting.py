@@ -20,8 +20,7 @@ from promote.engine.planning import Detail, _connect_all, _plan_all
 from promote.engine.workspace import Options, Target, Workspace
 from promote.plan import Action
 from promote.release import ReleaseHistory, history, promotion_of
-from promote.results import HistoryEntry, ReleaseStatus, ResourceDiff
-from promote.sync import SyncStatus
+from promote.results import HistoryEntry, ReleaseStatus, ResourceDiff, SyncStatus
 
 
 def release_history(opts: Options, env: str) -> list[HistoryEntry]:
