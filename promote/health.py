@@ -1,7 +1,10 @@
-"""Health of live objects: one small check per kind, picked from a dispatch table by kind.
+"""Health of live objects: one small check per kind, picked from a registry by (API group, kind).
 
 As in Argo CD's gitops-engine, a kind without a check is not an error: it is healthy once it exists.
-Each check reads only the object (spec and status), so it is a pure function tested with fixtures.
+Keyed by group as well as kind, so that a Knative `Service` (serving.knative.dev) does not get the core
+Service's check. The same registry says which kinds run pods and which an autoscaler may scale, so no
+other module keeps its own list. Each check reads only the object (spec and status), so it is a pure
+function tested with fixtures.
 """
 
 from __future__ import annotations
@@ -178,20 +181,43 @@ def _service(obj: dict[str, Any]) -> Health:
     return Health(HealthStatus.PROGRESSING, "waiting for a load balancer address")
 
 
-CHECKS: dict[str, Callable[[dict[str, Any]], Health]] = {
-    "Deployment": _deployment,
-    "StatefulSet": _statefulset,
-    "DaemonSet": _daemonset,
-    "Job": _job,
-    "Pod": _pod,
-    "PersistentVolumeClaim": _pvc,
-    "Service": _service,
+@dataclass(frozen=True)
+class Kind:
+    """What promote knows of one kind."""
+
+    check: Callable[[dict[str, Any]], Health] | None = None
+    runs_pods: bool = False  # owns pods whose state is its health (helm's --wait waits for them too)
+    long_running: bool = False  # keeps its pods running (not run to completion, as a Job)
+    scales: bool = False  # has spec.replicas, which an autoscaler may own
+
+
+KINDS: dict[tuple[str, str], Kind] = {
+    ("apps", "Deployment"): Kind(_deployment, runs_pods=True, long_running=True, scales=True),
+    ("apps", "StatefulSet"): Kind(_statefulset, runs_pods=True, long_running=True, scales=True),
+    ("apps", "DaemonSet"): Kind(_daemonset, runs_pods=True, long_running=True),
+    ("apps", "ReplicaSet"): Kind(scales=True),
+    ("batch", "Job"): Kind(_job, runs_pods=True),
+    ("", "Pod"): Kind(_pod),
+    ("", "PersistentVolumeClaim"): Kind(_pvc),
+    ("", "Service"): Kind(_service),
 }
+_UNKNOWN = Kind()
+
+
+def group_kind(obj: dict[str, Any]) -> tuple[str, str]:
+    """(API group, kind) of a manifest or live object; the core group is ""."""
+    api_version = str(obj.get("apiVersion", ""))
+    return (api_version.rpartition("/")[0], str(obj.get("kind", "")))
+
+
+def kind_of(obj: dict[str, Any]) -> Kind:
+    """The registry's entry for an object's kind (one with no check and no pods when unknown)."""
+    return KINDS.get(group_kind(obj), _UNKNOWN)
 
 
 def check(obj: dict[str, Any] | None) -> Health:
     """Health of one live object; None (absent) is Missing, a kind without a check is Healthy."""
     if obj is None:
         return Health(HealthStatus.MISSING, "does not exist")
-    fn = CHECKS.get(str(obj.get("kind", "")))
+    fn = kind_of(obj).check
     return fn(obj) if fn else Health(HealthStatus.HEALTHY, "exists")

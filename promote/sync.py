@@ -32,7 +32,6 @@ POLL_INTERVAL = 0.5
 # Our own readiness wait polls fast at first (a small rollout is ready in well under a second), then
 # backs off, so a long rollout does not cost the cluster a request storm.
 HEALTH_POLL_FIRST, HEALTH_POLL_MAX = 0.1, 1.0
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 
 
 Emit = Callable[[Event], None]
@@ -197,7 +196,7 @@ def release_health(cluster: Cluster, namespace: str, objs: list[dict[str, Any]])
         live = cluster.get(o["apiVersion"], o["kind"], md.get("namespace") or namespace, md["name"])
         h = health.check(live)
         results.append(health.Health(h.status, f"{o['kind']} {md['name']}: {h.message}"))
-        if live is not None and o["kind"] in ("Deployment", "StatefulSet", "DaemonSet"):
+        if live is not None and health.kind_of(o).long_running:
             for pod in workload_pods(cluster, namespace, live):
                 ph = health.check(pod)
                 if ph.status == health.HealthStatus.DEGRADED:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from promote.health import HealthStatus, check
+from promote.health import KINDS, HealthStatus, check, group_kind, kind_of
 
 FIXTURES = Path(__file__).parent / "testdata" / "health"
 
@@ -42,6 +42,7 @@ EXPECTED = {
     "service-loadbalancer-pending": HealthStatus.PROGRESSING,
     "service-loadbalancer-ready": HealthStatus.HEALTHY,
     "service-loadbalancer-external-ips": HealthStatus.HEALTHY,
+    "volcano-job-completed": HealthStatus.HEALTHY,
 }
 
 
@@ -61,3 +62,35 @@ def test_health(fixture: str, expected: HealthStatus) -> None:
 
 def test_absent_object_is_missing() -> None:
     assert check(None).status == HealthStatus.MISSING
+
+
+def test_checks_are_picked_by_group_and_kind() -> None:
+    core_job = _load("job-running")
+    assert group_kind(core_job) == ("batch", "Job") and kind_of(core_job).check is not None
+    assert group_kind(_load("service-clusterip")) == ("", "Service")
+    # Same kind, another group: no check of ours, healthy once it exists.
+    assert kind_of(_load("volcano-job-completed")).check is None
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "runs_pods", "long_running", "scales"),
+    [
+        ("apps/v1", "Deployment", True, True, True),
+        ("apps/v1", "StatefulSet", True, True, True),
+        ("apps/v1", "DaemonSet", True, True, False),
+        ("apps/v1", "ReplicaSet", False, False, True),
+        ("batch/v1", "Job", True, False, False),
+        ("v1", "Service", False, False, False),
+        ("serving.knative.dev/v1", "Service", False, False, False),
+        ("argoproj.io/v1alpha1", "Rollout", False, False, False),
+    ],
+)
+def test_the_registry_says_which_kinds_run_pods_and_scale(
+    api_version: str, kind: str, runs_pods: bool, long_running: bool, scales: bool
+) -> None:
+    k = kind_of({"apiVersion": api_version, "kind": kind})
+    assert (k.runs_pods, k.long_running, k.scales) == (runs_pods, long_running, scales)
+
+
+def test_long_running_kinds_run_pods() -> None:
+    assert all(k.runs_pods for k in KINDS.values() if k.long_running)

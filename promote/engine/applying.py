@@ -295,9 +295,7 @@ def sync_release(
         if not changes.has_changes:
             return ReleaseResult(t.app.name, release, ns, "unchanged", changes.current_revision, message=message)
         objs = [o for o in rendered if not hook_annotation(o)]
-        workloads = [
-            (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs if o.get("kind") in sync.WORKLOAD_KINDS
-        ]
+        workloads = [(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs if health.kind_of(o).runs_pods]
         # helm waits (atomically) only when post-* hooks must see ready resources; else our wait is faster.
         helm_waits = sync.runs_post_hooks(rendered)
         good = restore_point(hist)
@@ -361,7 +359,7 @@ def _stamp_synced(cluster: Cluster, ns: str, release: str, rev: int, objs: list[
     uids = sorted(
         p["metadata"]["uid"]
         for o in objs
-        if o.get("kind") in ("Deployment", "StatefulSet", "DaemonSet")
+        if health.kind_of(o).long_running
         and (w := cluster.get(o["apiVersion"], o["kind"], ns, o["metadata"]["name"])) is not None
         for p in sync.workload_pods(cluster, ns, w)
     )

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from promote import diff, rendercache
+from promote import diff, health, rendercache
 from promote.chart import hook_annotation
 from promote.cluster import ApiError, Cluster, connect
 from promote.engine.workspace import Options, Target, Workspace
@@ -276,9 +276,6 @@ def manifest_digest(objs: list[dict[str, Any]]) -> str:
     return h.hexdigest()
 
 
-SCALABLE = ("Deployment", "StatefulSet", "ReplicaSet")
-
-
 def _owned_elsewhere(f: FieldChange, live: dict[str, Any], kind: str, name: str, hpa: set[tuple[str, str]]) -> bool:
     """Fields another controller owns are neither drift nor a change to report."""
     if f.segments == ("spec", "replicas") and (kind, name) in hpa:
@@ -426,7 +423,7 @@ def compare(
                 continue
             patch = diff.three_way_patch(old.get(ident), obj)
             predicted = cluster.patch(api_version, kind, ons or None, name, patch, dry_run=True)
-            hpa = snap.hpa_targets(ns) if kind in SCALABLE else set()
+            hpa = snap.hpa_targets(ns) if health.kind_of(obj).scales else set()
             fields = [
                 f
                 for f in diff.field_changes(

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from promote import diff, record, sync
+from promote import diff, health, record, sync
 from promote.cluster import Cluster
 from promote.engine.applying import release_health
 from promote.engine.planning import Detail, _connect_all, _plan_all
@@ -70,7 +70,7 @@ def runtime_notes(cluster: Cluster, namespace: str, hist: ReleaseHistory) -> lis
     synced_pods = set(known.split(",")) if known else None
     notes: list[str] = []
     for o in deployed.manifest:
-        if o.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet"):
+        if not health.kind_of(o).long_running:
             continue
         live = cluster.get(o["apiVersion"], o["kind"], namespace, o["metadata"]["name"])
         if live is None:
@@ -78,7 +78,7 @@ def runtime_notes(cluster: Cluster, namespace: str, hist: ReleaseHistory) -> lis
         name = f"{o['kind']} {o['metadata']['name']}"
         st, want = live.get("status", {}), int(live.get("spec", {}).get("replicas", 1) or 0)
         unavailable = int(st.get("unavailableReplicas", 0) or 0)
-        if o["kind"] != "DaemonSet" and unavailable:
+        if health.kind_of(o).scales and unavailable:
             notes.append(f"{name}: {unavailable} of {want} replicas unavailable")
         pods = sync.workload_pods(cluster, namespace, live)
         restarts = {
