@@ -421,10 +421,11 @@ def status(app: AppContext, /, env: str | None, fmt: str, detailed_exitcode: boo
 
     def body() -> int:
         from promote import engine
+        from promote.results import HealthStatus, SyncStatus
 
         revision, statuses = engine.status(_options(app, **kw), env)
         app.echo(app.view().status(revision, statuses))
-        pending = any(s.sync != "Synced" or s.health != "Healthy" for s in statuses)
+        pending = any(s.sync != SyncStatus.SYNCED or s.health != HealthStatus.HEALTHY for s in statuses)
         return int(ExitCode.CHANGES if detailed_exitcode and pending else ExitCode.OK)
 
     app.run(body)
@@ -442,10 +443,11 @@ def gate_cmd(app: AppContext, /, env: str, fmt: str, allow_dirty: bool, **kw: An
 
     def body() -> int:
         from promote import engine
+        from promote.results import GateResult
 
         checks = engine.gate_report(_options(app, **kw), env, allow_dirty)
         app.echo(app.view().gate(env, checks))
-        return int(ExitCode.BLOCKED if any(c.result.value == "fail" for c in checks) else ExitCode.OK)
+        return int(ExitCode.BLOCKED if any(c.result == GateResult.FAIL for c in checks) else ExitCode.OK)
 
     app.run(body)
 

@@ -12,23 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
-
-class HealthStatus(StrEnum):
-    """Closed set of health states, worst last for aggregation."""
-
-    HEALTHY = "Healthy"
-    SUSPENDED = "Suspended"
-    PROGRESSING = "Progressing"
-    MISSING = "Missing"
-    DEGRADED = "Degraded"
-
-    @property
-    def rank(self) -> int:
-        """Severity, for picking the worst of several."""
-        return list(HealthStatus).index(self)
+# The vocabulary lives with the results that carry it (the data layer); re-exported as this concern's own.
+from promote.results import HealthStatus as HealthStatus
 
 
 @dataclass(frozen=True)

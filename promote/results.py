@@ -10,6 +10,41 @@ from typing import Any
 from promote.plan import SCHEMA_VERSION, ResourceChange
 
 
+class HealthStatus(StrEnum):
+    """Closed set of health states, worst last for aggregation."""
+
+    HEALTHY = "Healthy"
+    SUSPENDED = "Suspended"
+    PROGRESSING = "Progressing"
+    MISSING = "Missing"
+    DEGRADED = "Degraded"
+
+    @property
+    def rank(self) -> int:
+        """Severity, for picking the worst of several."""
+        return list(HealthStatus).index(self)
+
+
+def _health_value(health: HealthStatus | None) -> str:
+    """A health in JSON: its value, or "" when there is none (as the schemas have it)."""
+    return health.value if health is not None else ""
+
+
+class Outcome(StrEnum):
+    """How a release (synced | unchanged | failed | rolled-back | skipped) or an environment ended.
+
+    An environment also ends blocked (by its gate) or not-reached (an earlier one stopped the chain).
+    """
+
+    SYNCED = "synced"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled-back"
+    SKIPPED = "skipped"
+    BLOCKED = "blocked"
+    NOT_REACHED = "not-reached"
+
+
 class GateResult(StrEnum):
     """Verdict of one gate check."""
 
@@ -39,9 +74,13 @@ class SyncStatus(StrEnum):
     MISSING = "Missing"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Event:
-    """One progress line: TIMESTAMP ENV KIND NAMESPACE NAME STATUS HEALTH HOOK MESSAGE."""
+    """One progress line: TIMESTAMP ENV KIND NAMESPACE NAME STATUS HEALTH HOOK MESSAGE.
+
+    `status` is free text (a pod phase, a helm release status, "Waiting"); `health` is None for an event
+    about something that has no health, such as the environment's lock.
+    """
 
     at: datetime
     env: str
@@ -49,14 +88,15 @@ class Event:
     namespace: str
     name: str
     status: str
-    health: str
-    hook: str
-    message: str
+    health: HealthStatus | None = None
+    hook: str = ""
+    message: str = ""
 
     def line(self) -> str:
         """The event as one line, in the spirit of `argocd app sync`."""
         ts = self.at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        cols = [ts, self.env, self.kind, self.namespace, self.name, self.status, self.health, self.hook or "-"]
+        health = _health_value(self.health)
+        cols = [ts, self.env, self.kind, self.namespace, self.name, self.status, health, self.hook or "-"]
         return "  ".join(cols) + (f"  {self.message}" if self.message else "")
 
     def to_dict(self) -> dict[str, str]:
@@ -68,22 +108,22 @@ class Event:
             "namespace": self.namespace,
             "name": self.name,
             "status": self.status,
-            "health": self.health,
+            "health": _health_value(self.health),
             "hook": self.hook,
             "message": self.message,
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReleaseResult:
     """What happened to one release."""
 
     app: str
     release: str
     namespace: str
-    outcome: str  # synced | unchanged | failed | rolled-back | skipped
+    outcome: Outcome  # synced | unchanged | failed | rolled-back | skipped
     revision: int | None = None
-    health: str = ""
+    health: HealthStatus | None = None
     message: str = ""
     changes: tuple[ResourceChange, ...] = ()
 
@@ -93,23 +133,23 @@ class ReleaseResult:
             "app": self.app,
             "release": self.release,
             "namespace": self.namespace,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "revision": self.revision,
-            "health": self.health,
+            "health": _health_value(self.health),
             "message": self.message,
             "changes": [c.to_dict() for c in self.changes],
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EnvResult:
     """One environment of the chain."""
 
     name: str
     context: str | None
-    outcome: str  # synced | unchanged | blocked | failed | not-reached
+    outcome: Outcome  # synced | unchanged | blocked | failed | not-reached | rolled-back
     synced_to: str = ""
-    health: str = ""
+    health: HealthStatus | None = None
     duration: float = 0.0
     releases: tuple[ReleaseResult, ...] = ()
     gate: tuple[GateCheck, ...] = ()
@@ -119,16 +159,16 @@ class EnvResult:
         return {
             "name": self.name,
             "context": self.context,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "syncedTo": self.synced_to,
-            "health": self.health,
+            "health": _health_value(self.health),
             "durationSeconds": round(self.duration, 3),
             "releases": [r.to_dict() for r in self.releases],
             "gate": [g.to_dict() for g in self.gate],
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ApplyResult:
     """The whole apply (or rollback): per environment, the events seen, and how it ended."""
 
@@ -152,7 +192,7 @@ class ApplyResult:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HistoryEntry:
     """One helm revision of a release, with the promotion record if promote made it."""
 
@@ -187,7 +227,7 @@ class HistoryEntry:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReleaseStatus:
     """Sync and health of one release."""
 
@@ -195,8 +235,8 @@ class ReleaseStatus:
     app: str
     release: str
     namespace: str
-    sync: str
-    health: str
+    sync: SyncStatus
+    health: HealthStatus
     health_message: str
     revision: str | None
     promoted_revision: str | None
@@ -212,8 +252,8 @@ class ReleaseStatus:
             "app": self.app,
             "release": self.release,
             "namespace": self.namespace,
-            "sync": self.sync,
-            "health": self.health,
+            "sync": self.sync.value,
+            "health": self.health.value,
             "healthMessage": self.health_message,
             "revision": self.revision,
             "promotedRevision": self.promoted_revision,
@@ -224,7 +264,7 @@ class ReleaseStatus:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ResourceDiff:
     """Git versus live for one drifted resource, as YAML texts with Secret values masked."""
 

@@ -86,10 +86,24 @@ class Watcher:
             if (self.stop.is_set() and not final) or self._seen.get(key) == state:
                 return
             self._seen[key] = state
-            self._emit(kind, name, status, h.status.value, hook, message or h.message)
+            self._emit(kind, name, status, h.status, hook, message or h.message)
 
-    def _emit(self, kind: str, name: str, status: str, health_value: str, hook: str, message: str) -> None:
-        self.emit(Event(datetime.now(UTC), self.env, kind, self.namespace, name, status, health_value, hook, message))
+    def _emit(
+        self, kind: str, name: str, status: str, health_status: health.HealthStatus, hook: str, message: str
+    ) -> None:
+        self.emit(
+            Event(
+                at=datetime.now(UTC),
+                env=self.env,
+                kind=kind,
+                namespace=self.namespace,
+                name=name,
+                status=status,
+                health=health_status,
+                hook=hook,
+                message=message,
+            )
+        )
 
     def _watch_hooks(self) -> None:
         while not self.stop.is_set():
@@ -133,9 +147,7 @@ class Watcher:
         while not self.stop.wait(POLL_INTERVAL):
             for name, (hook, phase, h) in list(self._active_hooks.items()):
                 if self._announce(("Pod", name), True):
-                    self._emit(
-                        "Pod", name, phase, h.status.value, hook, f"waiting for {hook} hook pod {name}: {h.message}"
-                    )
+                    self._emit("Pod", name, phase, h.status, hook, f"waiting for {hook} hook pod {name}: {h.message}")
             self._poll_once()
 
     def _poll_once(self, final: bool = False) -> None:
@@ -152,7 +164,7 @@ class Watcher:
             status = "Missing" if obj is None else "Synced"
             self._report(kind, name, status, h, "", final=final)
             if not final and self._announce((kind, name), h.status == health.HealthStatus.PROGRESSING):
-                self._emit(kind, name, status, h.status.value, "", f"waiting for {kind} {name}: {h.message}")
+                self._emit(kind, name, status, h.status, "", f"waiting for {kind} {name}: {h.message}")
 
     def _settle_pre_hooks(self, final: bool) -> None:
         """Report how the pre-sync hooks ended before anything about the workloads they came before.

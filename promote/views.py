@@ -15,7 +15,7 @@ import yaml
 from tabulate import tabulate
 
 from promote.plan import Action, FieldChange, Plan, ReleasePlan
-from promote.results import ApplyResult, GateCheck, HistoryEntry, ReleaseStatus, ResourceDiff
+from promote.results import ApplyResult, GateCheck, GateResult, HistoryEntry, ReleaseStatus, ResourceDiff
 from promote.values import Violation
 
 
@@ -29,6 +29,7 @@ class OutputFormat(StrEnum):
 
 _SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.UNCHANGED: " "}
 _COLOR = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red", Action.UNCHANGED: None}
+_DRIFT = {Action.CREATE: "missing", Action.DELETE: "no longer in Git", Action.UPDATE: "drifted"}
 
 
 def _short(value: Any) -> str:
@@ -117,15 +118,17 @@ class View:
         for env in result.environments:
             lines.append(click.style(f"Environment {env.name}", bold=True) + f"  (context {env.context or 'current'})")
             rows = [
-                ["Outcome:", env.outcome],
+                ["Outcome:", env.outcome.value],
                 ["Synced to:", env.synced_to],
-                ["Health:", env.health or "-"],
+                ["Health:", env.health.value if env.health is not None else "-"],
                 ["Duration:", f"{env.duration:.1f}s"],
             ]
             lines.extend("  " + line for line in tabulate(rows, tablefmt="plain").splitlines())
             for check in env.gate:
                 mark = (
-                    click.style("pass", fg="green") if check.result.value == "pass" else click.style("FAIL", fg="red")
+                    click.style("pass", fg="green")
+                    if check.result == GateResult.PASS
+                    else click.style("FAIL", fg="red")
                 )
                 lines.append(f"  gate {check.name}: {mark} {check.reason}")
             res_rows = []
@@ -135,14 +138,14 @@ class View:
                         rel.app,
                         rel.release,
                         rel.namespace,
-                        rel.outcome,
+                        rel.outcome.value,
                         rel.revision or "-",
-                        rel.health or "-",
+                        rel.health.value if rel.health is not None else "-",
                         rel.message,
                     ]
                 )
                 for c in rel.changes:
-                    if c.action.value != "unchanged" and c.hook is None:
+                    if c.action != Action.UNCHANGED and c.hook is None:
                         res_rows.append(
                             ["", f"  {_SYMBOL[c.action]} {c.kind}", c.namespace or "", c.action.value, "", "", c.name]
                         )
@@ -194,8 +197,8 @@ class View:
                 s.app,
                 s.release,
                 s.namespace,
-                s.sync,
-                s.health,
+                s.sync.value,
+                s.health.value,
                 (s.promoted_revision or "-")[:12],
                 s.helm_revision or "-",
                 s.health_message,
@@ -218,7 +221,7 @@ class View:
         for s in statuses:
             for c in s.drift:
                 fields = [f"{f.path}: {_drift_text(f)}" for f in c.fields]
-                what = {"create": "missing", "delete": "no longer in Git", "update": "drifted"}[c.action.value]
+                what = _DRIFT[c.action]
                 out.append(
                     f"  {s.env}/{s.app}: {c.kind} {c.namespace or ''}/{c.name} {what}"
                     + ("".join(f"\n      {x}" for x in fields))
@@ -262,14 +265,14 @@ class View:
 
     def gate(self, env: str, checks: list[GateCheck]) -> str:
         """Each gate check with pass/fail and its reason."""
-        allowed = all(c.result.value == "pass" for c in checks)
+        allowed = all(c.result == GateResult.PASS for c in checks)
         if self.fmt != OutputFormat.TABLE:
             return self.dump(
                 {"schemaVersion": 1, "env": env, "allowed": allowed, "checks": [c.to_dict() for c in checks]}
             )
         rows = [
             [
-                click.style("pass", fg="green") if c.result.value == "pass" else click.style("FAIL", fg="red"),
+                click.style("pass", fg="green") if c.result == GateResult.PASS else click.style("FAIL", fg="red"),
                 c.name,
                 c.app or "",
                 c.reason,

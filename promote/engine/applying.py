@@ -41,7 +41,7 @@ from promote.release import (
     stamp,
     unverified,
 )
-from promote.results import ApplyResult, EnvResult, Event, GateCheck, GateResult, ReleaseResult
+from promote.results import ApplyResult, EnvResult, Event, GateCheck, GateResult, HealthStatus, Outcome, ReleaseResult
 from promote.values import Violation
 
 
@@ -155,13 +155,26 @@ def apply(
                     if t.env.name == env
                 ]
                 env_results.append(_apply_env(ws, clusters, aopts, env, pairs, revision, label, record_event))
-        return ApplyResult(target, revision, tuple(env_results), tuple(events), None, 0)
+        return ApplyResult(target=target, revision=revision, environments=tuple(env_results), events=tuple(events))
     except _EnvFailed as f:
         env_results.append(f.result)
-        code = int(exit_code_for(f.error))
-        return ApplyResult(target, revision, tuple(env_results), tuple(events), str(f.error), code)
+        return ApplyResult(
+            target=target,
+            revision=revision,
+            environments=tuple(env_results),
+            events=tuple(events),
+            error=str(f.error),
+            exit_code=int(exit_code_for(f.error)),
+        )
     except PromoteError as e:
-        return ApplyResult(target, revision, tuple(env_results), tuple(events), str(e), int(exit_code_for(e)))
+        return ApplyResult(
+            target=target,
+            revision=revision,
+            environments=tuple(env_results),
+            events=tuple(events),
+            error=str(e),
+            exit_code=int(exit_code_for(e)),
+        )
 
 
 def _apply_env(
@@ -177,31 +190,40 @@ def _apply_env(
     start = time.monotonic()
     context = pairs[0][1].context if pairs else None  # (target, plan, rendered)
 
-    def result(outcome: str, releases: list[ReleaseResult], checks: list[GateCheck], env_health: str = "") -> EnvResult:
+    def result(
+        outcome: Outcome, releases: list[ReleaseResult], checks: list[GateCheck], env_health: HealthStatus | None = None
+    ) -> EnvResult:
         return EnvResult(
-            env, context, outcome, label, env_health, time.monotonic() - start, tuple(releases), tuple(checks)
+            name=env,
+            context=context,
+            outcome=outcome,
+            synced_to=label,
+            health=env_health,
+            duration=time.monotonic() - start,
+            releases=tuple(releases),
+            gate=tuple(checks),
         )
 
     for _, p, _ in pairs:
         if p.errors:
             raise _EnvFailed(
-                result("failed", [], []), PromoteError(f"cannot apply {env}: {p.app}: {'; '.join(p.errors)}")
+                result(Outcome.FAILED, [], []), PromoteError(f"cannot apply {env}: {p.app}: {'; '.join(p.errors)}")
             )
     checks = gate_checks(ws, clusters, env, [t for t, _, _ in pairs], aopts.allow_dirty)
     failed = [c for c in checks if c.result == GateResult.FAIL]
     if failed:
         why = "; ".join(f"{c.app + ': ' if c.app else ''}{c.reason}" for c in failed)
-        raise _EnvFailed(result("blocked", [], checks), GateBlocked(f"promotion to {env} blocked: {why}"))
+        raise _EnvFailed(result(Outcome.BLOCKED, [], checks), GateBlocked(f"promotion to {env} blocked: {why}"))
     results: list[ReleaseResult] = []
     for t, p, rendered in pairs:
         if not p.needs_apply:
             results.append(
                 ReleaseResult(
-                    t.app.name,
-                    t.env.release,
-                    t.env.namespace,
-                    "unchanged",
-                    p.current_revision,
+                    app=t.app.name,
+                    release=t.env.release,
+                    namespace=t.env.namespace,
+                    outcome=Outcome.UNCHANGED,
+                    revision=p.current_revision,
                     message="live matches Git: no helm upgrade",
                 )
             )
@@ -217,18 +239,26 @@ def _apply_env(
         try:
             results.append(sync_release(clusters[t.context], t, promo, aopts, emit, changes=p, rendered=rendered))
         except PromoteError as e:
-            results.append(ReleaseResult(t.app.name, t.env.release, t.env.namespace, "failed", message=str(e)))
-            raise _EnvFailed(result("failed", results, checks, "Degraded"), e) from e
-    outcome = "synced" if any(r.outcome == "synced" for r in results) else "unchanged"
+            results.append(
+                ReleaseResult(
+                    app=t.app.name,
+                    release=t.env.release,
+                    namespace=t.env.namespace,
+                    outcome=Outcome.FAILED,
+                    message=str(e),
+                )
+            )
+            raise _EnvFailed(result(Outcome.FAILED, results, checks, HealthStatus.DEGRADED), e) from e
+    outcome = Outcome.SYNCED if any(r.outcome == Outcome.SYNCED for r in results) else Outcome.UNCHANGED
     return result(outcome, results, checks, _env_health(clusters, [t for t, _, _ in pairs]))
 
 
-def _env_health(clusters: dict[str | None, Cluster], targets: list[Target]) -> str:
+def _env_health(clusters: dict[str | None, Cluster], targets: list[Target]) -> HealthStatus:
     hs = []
     for t in targets:
         c = clusters[t.context]
         hs.append(release_health(c, t.env.namespace, history(c, t.env.namespace, t.env.release, current_only=True)))
-    return health.worst(hs).status.value
+    return health.worst(hs).status
 
 
 def sync_release(
@@ -254,7 +284,17 @@ def sync_release(
         cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, None)
 
     def waiting(holder: str) -> None:
-        emit(Event(record.now(), env, "Lease", ns, lock.name, "Waiting", "", "", f"lock held by {holder}"))
+        emit(
+            Event(
+                at=record.now(),
+                env=env,
+                kind="Lease",
+                namespace=ns,
+                name=lock.name,
+                status="Waiting",
+                message=f"lock held by {holder}",
+            )
+        )
 
     lock.acquire(aopts.lock_timeout, on_wait=waiting)
     try:
@@ -266,15 +306,13 @@ def sync_release(
             # We took the lock of an apply that crashed mid-helm: its pending state is ours to clear.
             emit(
                 Event(
-                    record.now(),
-                    env,
-                    "Release",
-                    ns,
-                    release,
-                    hist.latest.status,
-                    "",
-                    "",
-                    f"recovering: the apply of {crashed} crashed and left it {hist.latest.status}",
+                    at=record.now(),
+                    env=env,
+                    kind="Release",
+                    namespace=ns,
+                    name=release,
+                    status=hist.latest.status,
+                    message=f"recovering: the apply of {crashed} crashed and left it {hist.latest.status}",
                 )
             )
             recover_pending(cluster, t, hist, aopts)
@@ -293,7 +331,14 @@ def sync_release(
             hist = history(cluster, ns, release)
             changes, rendered = _replan(cluster, t)
         if not changes.has_changes:
-            return ReleaseResult(t.app.name, release, ns, "unchanged", changes.current_revision, message=message)
+            return ReleaseResult(
+                app=t.app.name,
+                release=release,
+                namespace=ns,
+                outcome=Outcome.UNCHANGED,
+                revision=changes.current_revision,
+                message=message,
+            )
         objs = [o for o in rendered if not hook_annotation(o)]
         workloads = [(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs if health.kind_of(o).runs_pods]
         # helm waits (atomically) only when post-* hooks must see ready resources; else our wait is faster.
@@ -325,7 +370,16 @@ def sync_release(
             done = _restore_after_failure(cluster, t, good, newest, aopts)
             raise sync.health_error(release, ns, h, aopts.timeout, done)
         _stamp_synced(cluster, ns, release, rev, objs)
-        return ReleaseResult(t.app.name, release, ns, "synced", rev, h.status.value, h.message, changes.changes)
+        return ReleaseResult(
+            app=t.app.name,
+            release=release,
+            namespace=ns,
+            outcome=Outcome.SYNCED,
+            revision=rev,
+            health=h.status,
+            message=h.message,
+            changes=changes.changes,
+        )
     finally:
         lock.release()
 
@@ -391,7 +445,17 @@ def _verify_unverified(
     why = f" (the apply of {crashed} crashed while waiting)" if crashed else ""
 
     def say(message: str) -> None:
-        emit(Event(record.now(), t.env.name, "Release", ns, release, rec.status, "", "", message))
+        emit(
+            Event(
+                at=record.now(),
+                env=t.env.name,
+                kind="Release",
+                namespace=ns,
+                name=release,
+                status=rec.status,
+                message=message,
+            )
+        )
 
     say(f"recovering: revision {rec.revision} was never seen healthy{why}; waiting for it")
     objs = [o for o in rec.manifest if "metadata" in o]
@@ -448,12 +512,25 @@ def rollback(opts: Options, aopts: ApplyOptions, env: str, to: str | None, emit:
                 context = cluster.context
                 results.append(_rollback_release(ws, cluster, t, aopts, to, emit))
         res = EnvResult(
-            env, context, "rolled-back", "", _env_health(clusters, targets), time.monotonic() - start, tuple(results)
+            name=env,
+            context=context,
+            outcome=Outcome.ROLLED_BACK,
+            health=_env_health(clusters, targets),
+            duration=time.monotonic() - start,
+            releases=tuple(results),
         )
-        return ApplyResult(env, revision, (res,), (), None, 0)
+        return ApplyResult(target=env, revision=revision, environments=(res,))
     except PromoteError as e:
-        res = EnvResult(env, context, "failed", "", "", time.monotonic() - start, tuple(results))
-        return ApplyResult(env, revision, (res,), (), str(e), int(exit_code_for(e)))
+        res = EnvResult(
+            name=env,
+            context=context,
+            outcome=Outcome.FAILED,
+            duration=time.monotonic() - start,
+            releases=tuple(results),
+        )
+        return ApplyResult(
+            target=env, revision=revision, environments=(res,), error=str(e), exit_code=int(exit_code_for(e))
+        )
 
 
 def _stuck_message(env: str, release: str, ns: str, hist: ReleaseHistory) -> str:
@@ -531,7 +608,13 @@ def _rollback_release(
         after = history(cluster, ns, release)
         revision = after.latest.revision if after.latest else None
         return ReleaseResult(
-            t.app.name, release, ns, "rolled-back", revision, release_health(cluster, ns, after).status.value, done
+            app=t.app.name,
+            release=release,
+            namespace=ns,
+            outcome=Outcome.ROLLED_BACK,
+            revision=revision,
+            health=release_health(cluster, ns, after).status,
+            message=done,
         )
     number, promo = _pick(hist, to)
     if promo and not promo.revision.endswith("-dirty"):
@@ -548,7 +631,9 @@ def _rollback_release(
                     )
                     res = sync_release(cluster, old_t, again, aopts, emit, verify=False)
                     return replace(
-                        res, outcome="rolled-back", message=f"re-synced {promo.revision[:7]} (was revision {number})"
+                        res,
+                        outcome=Outcome.ROLLED_BACK,
+                        message=f"re-synced {promo.revision[:7]} (was revision {number})",
                     )
         except UnknownRevision:
             pass  # the commit is gone (a rewritten branch, a shallow clone): helm's stored revision it is
@@ -556,13 +641,13 @@ def _rollback_release(
     _helm_rollback(cluster, t, number, aopts)
     after = history(cluster, ns, release)
     return ReleaseResult(
-        t.app.name,
-        release,
-        ns,
-        "rolled-back",
-        after.latest.revision if after.latest else None,
-        release_health(cluster, ns, after).status.value,
-        f"helm rollback to revision {number}",
+        app=t.app.name,
+        release=release,
+        namespace=ns,
+        outcome=Outcome.ROLLED_BACK,
+        revision=after.latest.revision if after.latest else None,
+        health=release_health(cluster, ns, after).status,
+        message=f"helm rollback to revision {number}",
     )
 
 
