@@ -1,6 +1,11 @@
 """A simulated kubelet (kwok-style) for the dev cluster: no container ever runs, but nodes and pods
 look to the control plane, helm and kubectl as if they did.
 
+Why not kwok itself (sigs.k8s.io/kwok, which the Go module proxy serves): its Stages select a pod by
+the pod's own fields only, so "a pod whose ConfigMap or Secret does not exist waits in
+CreateContainerConfigError until it appears" cannot be said in a Stage, and the failed-rollout tests
+rely on exactly that; it would also add a Go build to every fresh machine's set-up.
+
 It registers ``--nodes`` Ready nodes (``sim-node-1`` ...), keeps them alive by renewing their
 ``kube-node-lease`` Leases and refreshing the Ready heartbeat, and drives every pod bound to them
 through a believable lifecycle by writing the pod ``status`` subresource:
