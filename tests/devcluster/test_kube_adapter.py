@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,14 @@ def test_an_unreachable_server_is_status_zero(tmp_path: Path) -> None:
 def test_a_watch_ends_with_the_server_and_leaves_the_pool_usable(kube: Kube, namespace: str) -> None:
     # The server ends a watch at timeoutSeconds: the stream ends too, without an error. (Whether a watch
     # from an old resourceVersion gets 410 Gone depends on etcd's compaction, so it is not asked here.)
+    # The controller-manager adds the CA bundle to a new namespace shortly after: wait for it, so that
+    # nothing but bookmarks can arrive.
+    deadline = time.monotonic() + 30
+    while not kube.get(f"/api/v1/namespaces/{namespace}/configmaps", fieldSelector="metadata.name=kube-root-ca.crt")[
+        "items"
+    ]:
+        assert time.monotonic() < deadline, "the CA bundle ConfigMap never appeared"
+        time.sleep(0.1)
     current = kube.get(f"/api/v1/namespaces/{namespace}/configmaps")["metadata"]["resourceVersion"]
     quiet = [e for e in kube.watch(f"/api/v1/namespaces/{namespace}/configmaps", current, timeout_seconds=1)]
     assert all(e["type"] == "BOOKMARK" for e in quiet)
