@@ -414,10 +414,6 @@ class Cluster:
         return ns is not None and not ns.get("metadata", {}).get("deletionTimestamp")
 
 
-_CLUSTERS: dict[tuple[str | None, str], Cluster] = {}
-_CLUSTERS_LOCK = threading.Lock()
-
-
 def resolve_kubeconfig(kubeconfig: str | None) -> str:
     """The kubeconfig path(s) in force now: the option, else KUBECONFIG, else ~/.kube/config.
 
@@ -432,9 +428,6 @@ DEFAULT_QPS = 500.0  # a local or healthy apiserver takes this easily; --qps low
 
 
 def connect(context: str | None, kubeconfig: str | None = None, qps: float = DEFAULT_QPS) -> Cluster:
-    """The one Cluster for a (context, kubeconfig) in this process, rate-limited to `qps` (burst 2x)."""
-    key = (context, resolve_kubeconfig(kubeconfig))
-    with _CLUSTERS_LOCK:
-        if key not in _CLUSTERS:
-            _CLUSTERS[key] = Cluster(context, kubeconfig, qps=qps, burst=max(1, int(2 * qps)))
-        return _CLUSTERS[key]
+    """A client for a (context, kubeconfig), rate-limited to `qps` (burst 2x). The engine's Runtime
+    makes one per context and run; this is for everything else (the dev-cluster harness, tools)."""
+    return Cluster(context, kubeconfig, qps=qps, burst=max(1, int(2 * qps)))

@@ -247,9 +247,8 @@ def runs_post_hooks(rendered: list[dict[str, Any]]) -> bool:
 
 
 async def helm_upgrade(
+    helm: Helm,
     *,
-    cluster: Cluster,
-    context: str | None,
     chart: ChartInfo,
     release: str,
     namespace: str,
@@ -263,7 +262,7 @@ async def helm_upgrade(
     Without `wait`, a failure leaves the release `failed` for the caller to roll back.
     """
     try:
-        return await _helm(cluster, context, timeout).upgrade(
+        return await helm.upgrade(
             chart,
             release=release,
             namespace=namespace,
@@ -276,29 +275,6 @@ async def helm_upgrade(
         if not wait:
             raise
         raise type(e)(f"sync of release {release} in {namespace} failed and helm rolled it back: {e}") from e
-
-
-async def helm_rollback(
-    *, cluster: Cluster, context: str | None, release: str, namespace: str, revision: int | None, timeout: float
-) -> None:
-    """helm rollback to a revision (the previous one when None), waiting for it."""
-    await _helm(cluster, context, timeout).rollback(release, namespace, revision, timeout)
-
-
-async def helm_uninstall(
-    *, cluster: Cluster, context: str | None, release: str, namespace: str, timeout: float
-) -> None:
-    """helm uninstall, waiting for it: the way out of an install that never completed."""
-    await _helm(cluster, context, timeout).uninstall(release, namespace, timeout)
-
-
-def _helm(cluster: Cluster, context: str | None, timeout: float) -> Helm:
-    """The helm adapter for a cluster, loaded only now: pyhelm3 is slow to import."""
-    from promote.helm.client import connect
-
-    return connect(
-        kubeconfig=cluster.kubeconfig_option, context=context, kube_version=cluster.server_version(), wait=timeout
-    )
 
 
 def health_error(release: str, namespace: str, h: health.Health, timeout: float, done: str = "") -> HealthError:

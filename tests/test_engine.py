@@ -22,7 +22,9 @@ from helpers import DEFINITION, commit, make_repo
 
 from promote import engine
 from promote.cluster import Cluster
-from promote.engine import planning
+from promote.engine.core import reconcile
+from promote.engine.runtime import Runtime
+from promote.engine.scheduler import Pacer
 from promote.engine.workspace import Options, Workspace
 
 
@@ -61,12 +63,10 @@ def test_first_render_starts_before_the_cluster_is_connected(
     with Workspace(opts) as ws:
         targets = ws.targets(ws.defs.chain_to("prod"))
         assert all(t.chart.cluster_independent for t in targets)
-
-        def connect() -> planning.Clusters:
-            seen_at_connect.append(list(spawned))
-            return planning._connect_all(opts, targets)
-
-        plans = asyncio.run(planning._plan_all(targets, connect, []))
+        done = reconcile(
+            targets, Runtime.for_options(opts), while_rendering=lambda: seen_at_connect.append(list(spawned))
+        )
+        plans = [r.plan for r in done]
     assert [p.errors for p in plans] == [(), ()]
     assert seen_at_connect and "template" in seen_at_connect[0], seen_at_connect
 
@@ -129,7 +129,7 @@ def test_a_cluster_on_a_loopback_address_is_local(host: str, local: bool) -> Non
 def test_the_pacer_opens_when_the_last_release_has_its_render() -> None:
     async def scenario() -> list[str]:
         seen: list[str] = []
-        pacer = planning._Pacer(2, hold=True)
+        pacer = Pacer(2, hold=True)
 
         async def compare() -> None:
             async with pacer.slots:
@@ -146,5 +146,5 @@ def test_the_pacer_opens_when_the_last_release_has_its_render() -> None:
         return seen
 
     assert asyncio.run(scenario()) == ["rendered", "rendered", "compare"]
-    assert not planning._Pacer(0, hold=True).slots.locked()
-    assert not planning._Pacer(3, hold=False).slots.locked()
+    assert not Pacer(0, hold=True).slots.locked()
+    assert not Pacer(3, hold=False).slots.locked()

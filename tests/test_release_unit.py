@@ -87,7 +87,7 @@ def test_a_crashed_apply_counts_only_for_the_release_it_was_syncing() -> None:
 
 
 def test_a_sha_prefix_of_digits_only_is_still_a_sha() -> None:
-    from promote.engine.applying import _pick
+    from promote.engine.rollingback import pick as _pick
 
     sha = "12345678" + "9abcdef0" * 4
     promoted = Promotion(

@@ -287,12 +287,11 @@ def test_an_api_blip_during_the_health_wait_is_not_a_verdict(tmp_path: Path) -> 
 def test_a_prefetched_helm_version_is_the_one_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path))
     exe = helm_binary.executable()
-    helm_binary.prefetch_version(exe)
-    assert exe in helm_binary._PREFETCH  # asking in the background
-    version = helm_binary.version(exe)
-    assert version.startswith("3.") and exe not in helm_binary._PREFETCH
-    helm_binary.prefetch_version(exe)  # now remembered: nothing to ask
-    assert exe not in helm_binary._PREFETCH
+    asking = helm_binary.prefetch_version(exe)
+    assert asking is not None  # asking in the background
+    version = helm_binary.version(exe, asking)
+    assert version.startswith("3.") and not asking.is_alive()
+    assert helm_binary.prefetch_version(exe) is None  # now remembered: nothing to ask
 
 
 def test_a_damaged_memo_is_asked_again_and_mended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

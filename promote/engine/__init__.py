@@ -11,18 +11,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from promote.engine.applying import ApplyOptions, apply, gate_checks, gate_report, rollback
-    from promote.engine.planning import compare, plan
+    from promote.engine.applying import apply
+    from promote.engine.core import Reconciled, reconcile
+    from promote.engine.gating import gate_checks, gate_report
+    from promote.engine.planning import plan
     from promote.engine.reporting import diffs, release_history, status, watch
-    from promote.engine.workspace import Options, Target, Workspace, validate
+    from promote.engine.rollingback import rollback
+    from promote.engine.runtime import Clock, Runtime
+    from promote.engine.workspace import ApplyOptions, Options, Target, Workspace, validate
 
 _HOME = {
-    "ApplyOptions": "applying",
+    "ApplyOptions": "workspace",
     "apply": "applying",
-    "gate_checks": "applying",
-    "gate_report": "applying",
-    "rollback": "applying",
-    "compare": "planning",
+    "gate_checks": "gating",
+    "gate_report": "gating",
+    "rollback": "rollingback",
+    "Reconciled": "core",
+    "reconcile": "core",
+    "Clock": "runtime",
+    "Runtime": "runtime",
     "plan": "planning",
     "diffs": "reporting",
     "release_history": "reporting",
@@ -36,15 +43,18 @@ _HOME = {
 
 __all__ = [
     "ApplyOptions",
+    "Clock",
     "Options",
+    "Reconciled",
+    "Runtime",
     "Target",
     "Workspace",
     "apply",
-    "compare",
     "diffs",
     "gate_checks",
     "gate_report",
     "plan",
+    "reconcile",
     "release_history",
     "rollback",
     "status",

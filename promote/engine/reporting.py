@@ -7,7 +7,6 @@ Everything here is read-only.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -15,22 +14,25 @@ import yaml
 
 from promote import diff, health, record, sync
 from promote.cluster import Cluster
-from promote.engine.applying import release_health
-from promote.engine.planning import Detail, _connect_all, _plan_all
+from promote.engine.core import reconcile
+from promote.engine.runtime import Runtime
+from promote.engine.syncing import release_health
 from promote.engine.workspace import Options, Target, Workspace
+from promote.errors import PromoteError
 from promote.plan import Action
 from promote.release import ReleaseHistory, history, promotion_of
 from promote.results import HistoryEntry, ReleaseStatus, ResourceDiff, SyncStatus
 
 
-def release_history(opts: Options, env: str) -> list[HistoryEntry]:
+def release_history(opts: Options, env: str, runtime: Runtime | None = None) -> list[HistoryEntry]:
     """Every helm revision of every app release of `env`, with its promotion record."""
+    runtime = runtime or Runtime.for_options(opts)
     with Workspace(opts) as ws:
         targets = ws.targets((ws.defs.chain_to(env)[-1],))
-        clusters = _connect_all(opts, targets)
+        runtime.connect([t.context for t in targets])
         out: list[HistoryEntry] = []
         for t in targets:
-            for r in history(clusters[t.context], t.env.namespace, t.env.release).records:
+            for r in history(runtime.cluster(t.context), t.env.namespace, t.env.release).records:
                 p = record.Promotion.parse(r.description)
                 out.append(
                     HistoryEntry(
@@ -106,18 +108,19 @@ def runtime_notes(cluster: Cluster, namespace: str, hist: ReleaseHistory) -> lis
     return notes
 
 
-def status(opts: Options, env: str | None) -> tuple[str, list[ReleaseStatus]]:
+def status(opts: Options, env: str | None, runtime: Runtime | None = None) -> tuple[str, list[ReleaseStatus]]:
     """Sync against the Git revision that would be applied now, health, drift and runtime notes."""
+    runtime = runtime or Runtime.for_options(opts)
     with Workspace(opts) as ws:
         envs = (ws.defs.chain_to(env)[-1],) if env else ws.defs.chain
         targets = ws.targets(envs)
-        clusters = _connect_all(opts, targets)
-        plans = asyncio.run(_plan_all(targets, clusters, ws.validate(targets)))
-        revision = ws.source.revision()
+        done = reconcile(targets, runtime, violations=ws.validate(targets), while_rendering=ws.revision_soon)
+        revision = ws.revision_soon().result()
         out: list[ReleaseStatus] = []
-        for t, p in zip(targets, plans, strict=True):
-            cluster = clusters[t.context]
-            hist = history(cluster, t.env.namespace, t.env.release)
+        for r in done:
+            t, p = r.target, r.plan
+            cluster = runtime.cluster(t.context)
+            hist = r.history or history(cluster, t.env.namespace, t.env.release)
             h = release_health(cluster, t.env.namespace, hist)
             promo = promotion_of(hist, hist.deployed)
             if hist.deployed is None:
@@ -154,20 +157,17 @@ def _yaml(obj: dict[str, Any] | None, target: Target, masked_changed: set[str], 
     return yaml.safe_dump(diff.redact(diff.normalize(obj, target.env.ignore), masked_changed, side), sort_keys=True)
 
 
-def diffs(opts: Options, env: str) -> list[ResourceDiff]:
+def diffs(opts: Options, env: str, runtime: Runtime | None = None) -> list[ResourceDiff]:
     """Git (as the server would persist it) versus live, for every drifted resource of `env`."""
+    runtime = runtime or Runtime.for_options(opts)
     with Workspace(opts) as ws:
         targets = ws.targets((ws.defs.chain_to(env)[-1],))
-        clusters = _connect_all(opts, targets)
-        details: dict[int, list[Detail]] = {}
-        plans = asyncio.run(_plan_all(targets, clusters, ws.validate(targets), details))
         out: list[ResourceDiff] = []
-        for i, (t, p) in enumerate(zip(targets, plans, strict=True)):
-            if p.errors:
-                from promote.errors import PromoteError
-
-                raise PromoteError(f"cannot diff {env}/{t.app.name}: {'; '.join(p.errors)}")
-            for change, live, wanted in details.get(i, []):
+        for r in reconcile(targets, runtime, violations=ws.validate(targets), objects=True):
+            t = r.target
+            if r.plan.errors:
+                raise PromoteError(f"cannot diff {env}/{t.app.name}: {'; '.join(r.plan.errors)}")
+            for change, live, wanted in r.objects:
                 if change.action == Action.UNCHANGED:
                     continue
                 changed = {f.path.split(".", 1)[1] for f in change.fields if f.sensitive and "." in f.path}
@@ -206,7 +206,8 @@ def watch(
     """
     import time
 
-    from promote.engine.applying import ApplyOptions, apply
+    from promote.engine.applying import apply
+    from promote.engine.workspace import ApplyOptions
 
     sleep = sleep or time.sleep
     start = time.monotonic()

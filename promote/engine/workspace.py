@@ -36,6 +36,17 @@ class Options:
 
 
 @dataclass(frozen=True)
+class ApplyOptions:
+    """Knobs of apply and rollback."""
+
+    timeout: float = 300.0
+    lock_timeout: float = 60.0
+    lock_ttl: float = 30.0
+    only: bool = False
+    allow_dirty: bool = False
+
+
+@dataclass(frozen=True)
 class Target:
     """One app in one environment, resolved: chart on disk and values, ready to render."""
 

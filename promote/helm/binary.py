@@ -44,27 +44,28 @@ def executable() -> str:
 
 _VERSION = re.compile(r"^\d+\.\d+\.\d+")
 HELM_VERSION_TIMEOUT = 30.0
-# Background askings of `helm version` (prefetch_version), by executable.
-_PREFETCH: dict[str, threading.Thread] = {}
 
 
-def prefetch_version(executable: str) -> None:
-    """Ask helm its version in the background, while the caller does other work, unless it is known."""
+def prefetch_version(executable: str) -> threading.Thread | None:
+    """Ask helm its version in the background, while the caller does other work, unless it is known.
+
+    Returns the asking to hand to `version`, which waits for it instead of asking a second time.
+    """
     key = _remembered_key(executable)
-    if executable in _PREFETCH or key is None or rendercache.recall("helm-version", key) is not None:
-        return
+    if key is None or rendercache.recall("helm-version", key) is not None:
+        return None
 
     def ask_quietly() -> None:
         with contextlib.suppress(HelmError):  # whoever needs the version asks again, and sees the error
             _version(executable, key)
 
-    _PREFETCH[executable] = thread = threading.Thread(target=ask_quietly, name="helm-version", daemon=True)
+    thread = threading.Thread(target=ask_quietly, name="helm-version", daemon=True)
     thread.start()
+    return thread
 
 
-def version(executable: str) -> str:
+def version(executable: str, prefetch: threading.Thread | None = None) -> str:
     """helm's version (e.g. 3.17.3), asked once per binary (by path, size and mtime): a helm run costs ~35 ms."""
-    prefetch = _PREFETCH.pop(executable, None)
     if prefetch is not None:
         prefetch.join(timeout=HELM_VERSION_TIMEOUT)
     return _version(executable, _remembered_key(executable))

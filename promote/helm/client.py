@@ -181,9 +181,6 @@ class Helm:
         await self.command.uninstall(release, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
 
 
-_CLIENTS: dict[tuple[str, str | None, str | None, str | None, float], Helm] = {}
-
-
 def connect(
     *,
     kubeconfig: str | None = None,
@@ -191,23 +188,21 @@ def connect(
     kube_version: str | None = None,
     wait: float | None = None,
 ) -> Helm:
-    """One Helm per (binary, kubeconfig, context, kube version, wait); helm's version is asked once.
+    """A Helm for one (binary, kubeconfig, context, kube version, wait); the engine's Runtime keeps it
+    for the run. helm's version is remembered per binary, so this runs no helm.
 
     `wait` is the longest helm itself may wait (its --timeout): the process gets a minute more than
     that before it is stopped, so a slow rollout never leaves a release pending because we killed helm.
     """
     timeout = max(HELM_TIMEOUT, (wait or 0) + 60)
     executable = binary.executable()
-    key = (executable, kubeconfig, context, kube_version, timeout)
-    if key not in _CLIENTS:
-        command = ArgvCommand(
-            executable=executable,
-            kubeconfig=Path(kubeconfig) if kubeconfig else None,
-            kubecontext=context,
-            kube_version=kube_version,
-            timeout=timeout,
-        )
-        client = Client(command=command, executable=executable)
-        command.helm_major = int(client.version.major)
-        _CLIENTS[key] = Helm(client, command)
-    return _CLIENTS[key]
+    command = ArgvCommand(
+        executable=executable,
+        kubeconfig=Path(kubeconfig) if kubeconfig else None,
+        kubecontext=context,
+        kube_version=kube_version,
+        timeout=timeout,
+    )
+    client = Client(command=command, executable=executable)
+    command.helm_major = int(client.version.major)
+    return Helm(client, command)

@@ -1,0 +1,257 @@
+"""Comparing one release's render with the live cluster: the plan of one release, read-only.
+
+A change is predicted the way the API server will apply it: a server-side dry run of helm's three-way
+patch for each object that may change; an object Git did not change and whose live state already holds
+every field the chart sets is unchanged without one. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import Any
+
+from promote import diff, health
+from promote.chart import hook_annotation
+from promote.cluster import ApiError, Cluster
+from promote.engine.workspace import Target
+from promote.plan import Action, FieldChange, HookPhase, ReleasePlan, ResourceChange
+from promote.release import ReleaseHistory, unverified
+from promote.snapshot import Snapshot
+
+# A change with the live object and the object as Git wants it (the server's dry-run result), for diff.
+Detail = tuple[ResourceChange, dict[str, Any] | None, dict[str, Any] | None]
+
+
+def manifest_digest(objs: list[dict[str, Any]]) -> str:
+    """Digest of rendered manifests, Secrets included, for saved-plan verification without storing them."""
+    import json
+
+    h = hashlib.sha256()
+    for o in sorted(objs, key=lambda o: diff.identity(o)):
+        h.update(json.dumps(o, sort_keys=True, separators=(",", ":")).encode())
+    return h.hexdigest()
+
+
+def _owned_elsewhere(f: FieldChange, live: dict[str, Any], kind: str, name: str, hpa: set[tuple[str, str]]) -> bool:
+    """Fields another controller owns are neither drift nor a change to report."""
+    if f.segments == ("spec", "replicas") and (kind, name) in hpa:
+        return True
+    return diff.owned_by_other_controller(live, f.segments) is not None
+
+
+Ident = tuple[str, str, str, str]
+
+
+def _split(
+    cluster: Cluster, t: Target, rendered: list[dict[str, Any]], hist: ReleaseHistory
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[Ident, dict[str, Any]]]:
+    """Resources and hooks of a render, namespaced the way helm will, and the old manifest by identity."""
+    ns = t.env.namespace
+    resources: list[dict[str, Any]] = []
+    hooks: list[dict[str, Any]] = []
+    for obj in rendered:
+        (hooks if hook_annotation(obj) else resources).append(obj)
+    for obj in resources:
+        md = obj.setdefault("metadata", {})
+        if cluster.resource(obj["apiVersion"], obj["kind"]).namespaced:
+            md.setdefault("namespace", ns)
+        else:
+            md.pop("namespace", None)
+    old: dict[Ident, dict[str, Any]] = {}
+    for obj in hist.deployed.manifest if hist.deployed else ():
+        md = obj.setdefault("metadata", {})
+        if cluster.resource(obj["apiVersion"], obj["kind"]).namespaced:
+            md.setdefault("namespace", ns)
+        old[diff.identity(obj)] = obj
+    return resources, hooks, old
+
+
+def _live(snap: Snapshot, objs: list[dict[str, Any]], namespace: str) -> dict[Ident, dict[str, Any]]:
+    if not snap.namespace_exists(namespace):
+        return {}
+    return snap.find(diff.identity(o) for o in objs)
+
+
+def _hooks(hooks: list[dict[str, Any]], ns: str, upgrade: bool, will_sync: bool) -> list[ResourceChange]:
+    out = []
+    for obj in hooks:
+        phase = HookPhase.from_helm(hook_annotation(obj) or "", upgrade=upgrade)
+        if phase is None:
+            continue
+        api_version, kind, _, name = diff.identity(obj)
+        out.append(
+            ResourceChange(Action.CREATE if will_sync else Action.UNCHANGED, api_version, kind, ns, name, hook=phase)
+        )
+    return out
+
+
+def prove_unchanged(
+    snap: Snapshot, t: Target, cached: list[dict[str, Any]], hist: ReleaseHistory, base: ReleasePlan, digest: str
+) -> ReleasePlan | None:
+    """The all-unchanged plan of a release, from a cached render, when it can be proven without helm.
+
+    Proven means: the release is deployed, the cached render equals the deployed manifest (so helm's
+    patch has nothing to delete), and every live object already holds every field the chart sets. Anything
+    else returns None, and the caller renders and compares for real.
+    """
+    ns = t.env.namespace
+    latest = hist.latest
+    if latest is None or latest.status != "deployed" or hist.deployed is None:
+        return None
+    resources, hooks, old = _split(snap.cluster, t, cached, hist)
+    live = _live(snap, resources + list(old.values()), ns)
+    rendered_ids = {diff.identity(o) for o in resources}
+    if set(old) != rendered_ids:
+        return None
+    changes: list[ResourceChange] = []
+    for obj in resources:
+        ident = diff.identity(obj)
+        current = live.get(ident)
+        if current is None or diff.fingerprint_secret(old[ident]) != obj:
+            return None
+        if not diff.covers(diff.fingerprint_secret(current), obj):
+            return None
+        md = current.get("metadata", {})
+        changes.append(ResourceChange(Action.UNCHANGED, *_parts(ident), resource_version=md.get("resourceVersion")))
+    changes += _hooks(hooks, ns, upgrade=True, will_sync=False)
+    return replace(
+        base,
+        context=snap.cluster.context,
+        current_revision=latest.revision,
+        current_status=latest.status,
+        current_unverified=unverified(hist) is not None,
+        manifest_digest=digest,
+        changes=tuple(changes),
+    )
+
+
+def _parts(ident: Ident) -> tuple[str, str, str | None, str]:
+    return ident[0], ident[1], ident[2] or None, ident[3]
+
+
+def compare(
+    snap: Snapshot,
+    t: Target,
+    rendered: list[dict[str, Any]],
+    hist: ReleaseHistory,
+    base: ReleasePlan,
+    digest: str,
+    details: list[Detail] | None = None,
+) -> ReleasePlan:
+    """Compare rendered objects with the live cluster; server-side dry runs where a change is possible.
+
+    With `details`, every object is dry-run (none is taken as unchanged unseen) and its pair of live
+    and predicted objects is collected there, for `promote diff`.
+    """
+    cluster, ns = snap.cluster, t.env.namespace
+    resources, hooks, old = _split(cluster, t, rendered, hist)
+    ns_exists = snap.namespace_exists(ns)
+    changes: list[ResourceChange] = []
+    errors: list[str] = []
+    if not ns_exists:
+        changes.append(ResourceChange(Action.CREATE, "v1", "Namespace", None, ns))
+    live = _live(snap, resources + list(old.values()), ns)
+    for obj in resources:
+        try:
+            change, error = _compare_object(snap, t, obj, live, old, ns_exists, details)
+        except ApiError as e:
+            change, error = None, str(e)
+        changes += [change] if change else []
+        errors += [error] if error else []
+    changes += _deletions(old, {diff.identity(o) for o in resources}, live, details)
+    will_sync = (
+        hist.deployed is None
+        or (hist.latest is not None and hist.latest.status != "deployed")
+        or any(c.action != Action.UNCHANGED for c in changes)
+    )
+    changes += _hooks(hooks, ns, upgrade=hist.deployed is not None, will_sync=will_sync)
+    return replace(
+        base,
+        context=cluster.context,
+        current_revision=hist.latest.revision if hist.latest else None,
+        current_status=hist.latest.status if hist.latest else None,
+        current_unverified=unverified(hist) is not None,
+        manifest_digest=digest,
+        errors=tuple(errors),
+        changes=tuple(changes),
+    )
+
+
+def _compare_object(
+    snap: Snapshot,
+    t: Target,
+    obj: dict[str, Any],
+    live: dict[Ident, dict[str, Any]],
+    old: dict[Ident, dict[str, Any]],
+    ns_exists: bool,
+    details: list[Detail] | None,
+) -> tuple[ResourceChange | None, str | None]:
+    """(change, error) for one rendered object."""
+    cluster = snap.cluster
+    ident = diff.identity(obj)
+    api_version, kind, ons, name = ident
+    current = live.get(ident)
+    if current is None:
+        predicted = cluster.create(obj, ons or None, dry_run=True) if ns_exists else obj
+        change = ResourceChange(Action.CREATE, api_version, kind, ons or None, name)
+        if details is not None:
+            details.append((change, None, predicted))
+        return change, None
+    if ident not in old and (owner := _owner(current)) != (t.env.release, t.env.namespace):
+        where = f"{kind} {ons + '/' if ons else ''}{name}"
+        held = f"release {owner[0]} in namespace {owner[1]}" if owner[0] else "no helm release"
+        return None, (
+            f"{where} exists and belongs to {held}, not to release {t.env.release} in {t.env.namespace}: "
+            "helm would refuse to adopt it; delete it, rename it in one of the charts, or label it for this release"
+        )
+    rv = current.get("metadata", {}).get("resourceVersion")
+    if details is None and old.get(ident) == obj and diff.covers(current, obj):
+        # Git did not change and live holds every field the chart sets: nothing to dry-run.
+        return ResourceChange(Action.UNCHANGED, api_version, kind, ons or None, name, resource_version=rv), None
+    patch = diff.three_way_patch(old.get(ident), obj)
+    predicted = cluster.patch(api_version, kind, ons or None, name, patch, dry_run=True)
+    hpa = snap.hpa_targets(t.env.namespace) if health.kind_of(obj).scales else set()
+    fields = [
+        f
+        for f in diff.field_changes(
+            kind, diff.normalize(current, t.env.ignore), diff.normalize(predicted, t.env.ignore)
+        )
+        if not _owned_elsewhere(f, current, kind, name, hpa)
+    ]
+    action = Action.UPDATE if fields else Action.UNCHANGED
+    change = ResourceChange(action, api_version, kind, ons or None, name, fields=tuple(fields), resource_version=rv)
+    if details is not None:
+        details.append((change, current, predicted))
+    return change, None
+
+
+def _owner(live: dict[str, Any]) -> tuple[str, str]:
+    """(release name, release namespace) helm's ownership annotations give a live object ("" when none).
+
+    helm adopts an object only when both match: two environments on one cluster whose releases share a
+    name would otherwise both claim a cluster-scoped object.
+    """
+    annotations = live.get("metadata", {}).get("annotations") or {}
+    return annotations.get("meta.helm.sh/release-name", ""), annotations.get("meta.helm.sh/release-namespace", "")
+
+
+def _deletions(
+    old: dict[Ident, dict[str, Any]],
+    rendered_ids: set[Ident],
+    live: dict[Ident, dict[str, Any]],
+    details: list[Detail] | None,
+) -> list[ResourceChange]:
+    """Objects of the deployed revision that Git no longer renders, live and not kept by policy."""
+    out: list[ResourceChange] = []
+    for ident, obj in old.items():
+        policy = (obj.get("metadata", {}).get("annotations") or {}).get("helm.sh/resource-policy")
+        current = live.get(ident)
+        if ident in rendered_ids or current is None or policy == "keep":
+            continue
+        rv = current.get("metadata", {}).get("resourceVersion")
+        change = ResourceChange(Action.DELETE, *_parts(ident), resource_version=rv)
+        out.append(change)
+        if details is not None:
+            details.append((change, current, None))
+    return out

@@ -1,0 +1,151 @@
+"""Rolling an environment back: to the previous promotion, or to a named helm revision or Git sha.
+
+When the target promotion's Git revision and values can be reproduced exactly, the rollback re-syncs
+from that commit (a new promotion record, action rollback); otherwise it falls back to `helm rollback`,
+which helm records as "Rollback to N".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from promote import record, sync
+from promote.engine.runtime import Runtime
+from promote.engine.syncing import ReleaseSync, SyncMode, env_health, recover_pending, release_health
+from promote.engine.workspace import ApplyOptions, Options, Target, Workspace
+from promote.errors import HelmError, PromoteError, UnknownRevision, exit_code_for
+from promote.release import ReleaseHistory, history, promotion_of
+from promote.results import ApplyResult, EnvResult, Outcome, ReleaseResult
+
+
+def rollback(
+    opts: Options, aopts: ApplyOptions, env: str, to: str | None, emit: sync.Emit, runtime: Runtime | None = None
+) -> ApplyResult:
+    """Roll every app release of `env` back together: to the previous promotion, or to `to`.
+
+    `to` is a helm revision number or a Git sha (prefix) of a promotion.
+    """
+    runtime = runtime or Runtime.for_options(opts)
+    start = runtime.clock.monotonic()
+    results: list[ReleaseResult] = []
+    revision = "unknown"
+    context: str | None = None
+    try:
+        with Workspace(opts) as ws:
+            targets = ws.targets((ws.defs.chain_to(env)[-1],))
+            runtime.connect([t.context for t in targets])
+            revision = ws.source.revision()
+            for t in targets:
+                context = runtime.cluster(t.context).context
+                results.append(_rollback_release(ws, runtime, t, aopts, to, emit))
+        res = EnvResult(
+            name=env,
+            context=context,
+            outcome=Outcome.ROLLED_BACK,
+            health=env_health(runtime, targets),
+            duration=runtime.clock.monotonic() - start,
+            releases=tuple(results),
+        )
+        return ApplyResult(target=env, revision=revision, environments=(res,))
+    except PromoteError as e:
+        res = EnvResult(
+            name=env,
+            context=context,
+            outcome=Outcome.FAILED,
+            duration=runtime.clock.monotonic() - start,
+            releases=tuple(results),
+        )
+        return ApplyResult(
+            target=env, revision=revision, environments=(res,), error=str(e), exit_code=int(exit_code_for(e))
+        )
+
+
+def pick(hist: ReleaseHistory, to: str | None) -> tuple[int, record.Promotion | None]:
+    """The revision to roll back to, and the promotion it carries (following helm's own rollbacks)."""
+    current = hist.deployed
+    if current is None:
+        raise HelmError("nothing to roll back: the release has no deployed revision")
+    if to is None:
+        candidates = [
+            r for r in hist.records if r.revision < current.revision and r.status in ("superseded", "deployed")
+        ]
+        if not candidates:
+            raise HelmError(f"nothing to roll back to: revision {current.revision} is the first")
+        chosen = candidates[-1]
+    else:
+        # A number is a helm revision when there is one; else (a sha prefix can be all digits) a Git sha.
+        by_number = next((r for r in hist.records if to.isdigit() and r.revision == int(to)), None)
+        found = [r for r in hist.records if (p := record.Promotion.parse(r.description)) and p.revision.startswith(to)]
+        if by_number is not None:
+            chosen = by_number
+        elif found:
+            chosen = found[-1]
+        elif to.isdigit():
+            raise HelmError(f"no helm revision {to}: revisions are {[r.revision for r in hist.records]}")
+        else:
+            raise HelmError(f"no promotion of Git revision {to} in this release's history")
+    return chosen.revision, promotion_of(hist, chosen)
+
+
+def _rollback_release(
+    ws: Workspace, runtime: Runtime, t: Target, aopts: ApplyOptions, to: str | None, emit: sync.Emit
+) -> ReleaseResult:
+    cluster, ns, release = runtime.cluster(t.context), t.env.namespace, t.env.release
+    hist = history(cluster, ns, release)
+    if hist.latest and hist.latest.status.startswith("pending-") and to is None:
+        # The way out of a stuck release: its last good state (none, for an install that never completed).
+        return _rolled_back(runtime, t, recover_pending(runtime, t, hist, aopts))
+    number, promo = pick(hist, to)
+    if promo and not promo.revision.endswith("-dirty"):
+        again = _resync(ws, runtime, t, promo, number, aopts, emit)
+        if again is not None:
+            return again
+    # Not reproducible from Git (dirty tree, command-line values, or a revision promote did not make).
+    helm = runtime.helm_for(cluster, context=t.context, wait=aopts.timeout)
+    asyncio.run(helm.rollback(release, ns, number, aopts.timeout))
+    return _rolled_back(runtime, t, f"helm rollback to revision {number}")
+
+
+def _resync(
+    ws: Workspace,
+    runtime: Runtime,
+    t: Target,
+    promo: record.Promotion,
+    number: int,
+    aopts: ApplyOptions,
+    emit: sync.Emit,
+) -> ReleaseResult | None:
+    """Sync the commit and values of promotion `promo` again, when they can be reproduced exactly."""
+    try:
+        with Workspace(replace(ws.opts, revision=promo.revision)) as old:
+            old_t = next((o for o in old.targets((t.env.name,)) if o.app.name == t.app.name), None)
+            if old_t is None or old_t.values_digest != promo.values:
+                return None
+            again = replace(
+                promo,
+                by=record.who(),
+                at=runtime.clock.now().isoformat(),
+                action=record.RecordAction.ROLLBACK,
+                rolled_back_to=number,
+            )
+            res = ReleaseSync(runtime, old_t, again, aopts, emit, mode=SyncMode.RESYNC).run()
+            return replace(
+                res, outcome=Outcome.ROLLED_BACK, message=f"re-synced {promo.revision[:7]} (was revision {number})"
+            )
+    except UnknownRevision:
+        return None  # the commit is gone (a rewritten branch, a shallow clone): helm's stored revision it is
+
+
+def _rolled_back(runtime: Runtime, t: Target, message: str) -> ReleaseResult:
+    cluster, ns = runtime.cluster(t.context), t.env.namespace
+    after = history(cluster, ns, t.env.release)
+    return ReleaseResult(
+        app=t.app.name,
+        release=t.env.release,
+        namespace=ns,
+        outcome=Outcome.ROLLED_BACK,
+        revision=after.latest.revision if after.latest else None,
+        health=release_health(cluster, ns, after).status,
+        message=message,
+    )
