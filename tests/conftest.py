@@ -9,9 +9,7 @@ marked ``cluster`` automatically.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +17,8 @@ import pytest
 
 from devcluster import ClusterHandle, cluster_status, start_cluster, stop_cluster
 from devcluster.cluster import cache_root
-from devcluster.kube import Kube, KubeError
+from devcluster.kube import Kube
+from tests.support.kube import create_namespace, delete_namespace
 
 CLUSTER_FIXTURES = {"dev_cluster", "namespace", "make_namespace"}
 
@@ -60,38 +59,19 @@ def kube(dev_cluster: ClusterHandle) -> Kube:
     return dev_cluster.kube()
 
 
-def _create_namespace(kube: Kube, prefix: str) -> str:
-    name = f"{prefix}-{secrets.token_hex(4)}"
-    kube.post(
-        "/api/v1/namespaces",
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": name, "labels": {"promote.dev/test": "true"}},
-        },
-    )
-    return name
-
-
-def _delete_namespace(kube: Kube, name: str) -> None:
-    # Deletion finishes in the background; waiting would only slow the suite down.
-    with contextlib.suppress(KubeError):
-        kube.delete(f"/api/v1/namespaces/{name}", {"propagationPolicy": "Background"})
-
-
 @pytest.fixture
 def make_namespace(kube: Kube) -> Iterator[Callable[[], str]]:
     """Factory creating fresh ``t-<8 hex>`` namespaces; all are deleted after the test."""
     created: list[str] = []
 
     def make(prefix: str = "t") -> str:
-        name = _create_namespace(kube, prefix)
+        name = create_namespace(kube, prefix)
         created.append(name)
         return name
 
     yield make
     for name in created:
-        _delete_namespace(kube, name)
+        delete_namespace(kube, name)
 
 
 @pytest.fixture

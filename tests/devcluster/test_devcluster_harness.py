@@ -7,30 +7,22 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from devcluster import ClusterHandle, cluster_status, restart_kubelet, start_cluster, stop_cluster
 from devcluster.cluster import read_state, stray_pids
 from devcluster.kube import Kube
+from tests.support.helm import helm_run
+from tests.support.kube import pods
+from tests.support.paths import TESTDATA
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.cluster
 
-CHART = Path(__file__).resolve().parents[1] / "testdata" / "charts" / "hooked"
+CHART = TESTDATA / "charts" / "hooked"
 IMAGE = "registry.k8s.io/pause:3.2"
-T = TypeVar("T")
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.3) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def deployment(
@@ -52,16 +44,6 @@ def deployment(
     }
 
 
-def pods(kube: Kube, ns: str, selector: str = "") -> list[dict[str, Any]]:
-    query = {"labelSelector": selector} if selector else {}
-    items: list[dict[str, Any]] = kube.get(f"/api/v1/namespaces/{ns}/pods", **query).get("items") or []
-    return items
-
-
-def helm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["helm", *args], capture_output=True, text=True, timeout=timeout, check=False)
-
-
 def test_three_replica_deployment_becomes_available(kube: Kube, namespace: str) -> None:
     kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment("web", 3))
 
@@ -69,7 +51,7 @@ def test_three_replica_deployment_becomes_available(kube: Kube, namespace: str) 
         dep = kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/web")
         return int(dep.get("status", {}).get("availableReplicas") or 0) == 3
 
-    wait_for("3/3 available", available)
+    wait_for("3/3 available", available, timeout=30)
     running = pods(kube, namespace, "app=web")
     assert [p["status"]["phase"] for p in running] == ["Running"] * 3
     ips = {p["status"]["podIP"] for p in running}
@@ -91,9 +73,11 @@ def test_kubectl_sees_three_ready_nodes(dev_cluster: ClusterHandle) -> None:
 
 
 def test_helm_install_with_pre_install_hook_completes(kube: Kube, namespace: str) -> None:
-    result = helm("install", "hooked", str(CHART), "-n", namespace, "--wait", "--timeout", "90s", "--set", "replicas=2")
+    result = helm_run(
+        "install", "hooked", str(CHART), "-n", namespace, "--wait", "--timeout", "90s", "--set", "replicas=2"
+    )
     assert result.returncode == 0, result.stderr
-    status = helm("status", "hooked", "-n", namespace, "-o", "json")
+    status = helm_run("status", "hooked", "-n", namespace, "-o", "json")
     assert '"status":"deployed"' in status.stdout.replace(" ", "")
     # hook-succeeded: the hook pod was deleted once it completed.
     names = [p["metadata"]["name"] for p in pods(kube, namespace)]
@@ -102,7 +86,7 @@ def test_helm_install_with_pre_install_hook_completes(kube: Kube, namespace: str
 
 
 def test_failing_hook_pod_fails_helm_install(kube: Kube, namespace: str) -> None:
-    result = helm(
+    result = helm_run(
         "install",
         "hooked",
         str(CHART),
@@ -125,7 +109,7 @@ def test_helm_hook_in_namespace_created_by_helm(kube: Kube, make_namespace: Call
     """ServiceAccount admission must not race with a namespace created a moment before the hook pod."""
     ns = f"helm-created-{os.urandom(4).hex()}"
     try:
-        result = helm("install", "hooked", str(CHART), "-n", ns, "--create-namespace", "--wait", "--timeout", "60s")
+        result = helm_run("install", "hooked", str(CHART), "-n", ns, "--create-namespace", "--wait", "--timeout", "60s")
         assert result.returncode == 0, result.stderr
     finally:
         kube.delete(f"/api/v1/namespaces/{ns}", {"propagationPolicy": "Background"})
@@ -143,7 +127,7 @@ def test_missing_configmap_gives_create_container_config_error(kube: Kube, names
                     return dict(waiting)
         return None
 
-    waiting = wait_for("CreateContainerConfigError", waiting_reason)
+    waiting = wait_for("CreateContainerConfigError", waiting_reason, timeout=30)
     assert waiting["message"] == 'configmap "settings" not found'
     assert pods(kube, namespace, "app=cfg")[0]["status"]["phase"] == "Pending"
 
@@ -200,6 +184,7 @@ def test_never_ready_annotation(kube: Kube, namespace: str) -> None:
     pod = wait_for(
         "pod Running",
         lambda: next((p for p in pods(kube, namespace, "app=lazy") if p["status"].get("phase") == "Running"), None),
+        timeout=30,
     )
     conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
     assert conditions["Ready"] == "False"
@@ -215,7 +200,9 @@ def test_delay_annotation_postpones_start(kube: Kube, namespace: str) -> None:
         deployment("slow", annotations={"sim.promote.dev/delay": "4s"}),
     )
     pod = wait_for(
-        "pod bound", lambda: next((p for p in pods(kube, namespace, "app=slow") if p["spec"].get("nodeName")), None)
+        "pod bound",
+        lambda: next((p for p in pods(kube, namespace, "app=slow") if p["spec"].get("nodeName")), None),
+        timeout=30,
     )
     created = time.monotonic()
     time.sleep(1.5)
@@ -233,6 +220,7 @@ def test_kubelet_restart_keeps_pods_and_nodes(dev_cluster: ClusterHandle, kube: 
             if len(pods(kube, namespace, "app=steady")) == 2
             else None
         ),
+        timeout=30,
     )
     before = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods(kube, namespace, "app=steady")}
     old_pid = read_state(dev_cluster.state_dir)["pids"]["kubelet"]
@@ -256,6 +244,7 @@ def test_kubelet_restart_keeps_pods_and_nodes(dev_cluster: ClusterHandle, kube: 
         lambda: (lambda p: p if p["status"].get("phase") == "Running" else None)(
             kube.get(f"/api/v1/namespaces/{namespace}/pods/after")
         ),
+        timeout=30,
     )
     assert after["status"]["podIP"] not in before.values()
 

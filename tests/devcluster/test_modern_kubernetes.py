@@ -12,14 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-from apply_helpers import apply
-from helpers import REPO_ROOT, commit, git, kubectl, plan_json, resources
 
 from devcluster import ClusterHandle
 from devcluster.cluster import K8S_VERSION
 from devcluster.kube import Kube
+from tests.support.cli import apply, plan_json, resources
+from tests.support.kube import kubectl
+from tests.support.paths import TESTDATA
+from tests.support.repo import commit, git
 
-CHART = REPO_ROOT / "tests" / "testdata" / "charts" / "podinfo-like"
+CHART = TESTDATA / "charts" / "podinfo-like"
 
 
 def test_server_and_kubectl_are_1_36(dev_cluster: ClusterHandle) -> None:

@@ -8,7 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO_ROOT
+
 # Built from a copy: setuptools reuses build/ in the source tree, so stale files there would reach the wheel.
 NOT_SOURCES = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".promote", "out"
@@ -17,7 +18,7 @@ NOT_SOURCES = shutil.ignore_patterns(
 
 def test_the_wheel_ships_promote_without_the_dev_cluster(tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "wheels"
-    shutil.copytree(REPO, src, symlinks=True, ignore=NOT_SOURCES)
+    shutil.copytree(REPO_ROOT, src, symlinks=True, ignore=NOT_SOURCES)
     assert (src / "devcluster" / "kube.py").is_file(), "the copy must hold the harness for this test to mean anything"
 
     # Offline: no index, no dependencies, and the installed setuptools instead of an isolated download.

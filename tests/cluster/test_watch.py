@@ -1,0 +1,88 @@
+"""`promote watch` on the real local control plane: drift is logged and, with --self-heal, reverted by an
+apply; runtime fluctuation is only logged, and never causes a sync."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from devcluster.kube import Kube
+from tests.support.cli import Deployed, cli, deploy, expect, release_status, status_json
+from tests.support.helm import stored_revisions
+from tests.support.kube import delete_a_pod, get, kubectl
+from tests.support.repo import APP, PROD_RELEASE
+from tests.support.wait import wait_past_sync_second
+
+TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+@pytest.fixture
+def deployed(tmp_path: Path, make_namespace: Callable[[], str]) -> Deployed:
+    """The python-app definition applied to default (1 replica) and prod (3 replicas)."""
+    return deploy(tmp_path, make_namespace)
+
+
+def _replicas(kube: Kube, d: Deployed) -> int:
+    obj = get(kube, d.deployment_path)
+    assert obj is not None
+    return int(obj["spec"]["replicas"])
+
+
+def _watch(d: Deployed, *args: str) -> list[str]:
+    result = expect(cli(d.repo, "watch", "prod", "--max-iterations", "1", *args), 0, "watch prod")
+    return result.stdout.splitlines()
+
+
+def test_self_heal_reverts_a_hand_scale_and_logs_it(kube: Kube, deployed: Deployed) -> None:
+    kubectl("scale", "-n", deployed.prod_ns, f"deployment/{PROD_RELEASE}", "--replicas=1")
+
+    lines = _watch(deployed, "--self-heal")
+
+    what = re.escape(f"Deployment {deployed.prod_ns}/{PROD_RELEASE}")
+    drift = re.compile(rf"{TIME} prod {APP} drift {what} spec\.replicas: Git 3, live 1")
+    reverted = re.compile(rf"{TIME} prod {APP} reverted {what} \(update: spec\.replicas\)")
+    assert [bool(drift.fullmatch(line)) for line in lines] == [True, False], lines
+    assert reverted.fullmatch(lines[1]), lines
+    assert lines[0][:20] <= lines[1][:20]
+    assert _replicas(kube, deployed) == 3
+    assert stored_revisions(kube, deployed.prod_ns, PROD_RELEASE) == [1, 2]
+    rel = release_status(status_json(deployed.repo, "prod", "--detailed-exitcode", code=0), "prod")
+    assert (rel["sync"], rel["drift"]) == ("Synced", [])
+
+
+def test_without_self_heal_drift_is_only_logged(kube: Kube, deployed: Deployed) -> None:
+    kubectl("scale", "-n", deployed.prod_ns, f"deployment/{PROD_RELEASE}", "--replicas=1")
+
+    lines = _watch(deployed)
+
+    assert len(lines) == 1, lines
+    assert " drift " in lines[0] and "spec.replicas: Git 3, live 1" in lines[0]
+    assert _replicas(kube, deployed) == 1
+    assert stored_revisions(kube, deployed.prod_ns, PROD_RELEASE) == [1]
+
+
+def test_a_deleted_pod_is_logged_as_runtime_and_nothing_is_synced(kube: Kube, deployed: Deployed) -> None:
+    wait_past_sync_second(kube, deployed.prod_ns)
+    delete_a_pod(kube, deployed.prod_ns)
+
+    lines = _watch(deployed, "--self-heal")
+
+    runtime = re.compile(
+        rf"{TIME} prod {APP} runtime (Deployment {PROD_RELEASE}: 1 pod\(s\) recreated since the last sync at "
+        rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d|Pod {PROD_RELEASE}-\S+: not ready \(\w+\)) "
+        r"\(observed only: Kubernetes heals it\)"
+    )
+    assert any(runtime.fullmatch(line) for line in lines), lines
+    assert not [line for line in lines if " drift " in line or " reverted " in line], lines
+    assert stored_revisions(kube, deployed.prod_ns, PROD_RELEASE) == [1]
+
+
+def test_watch_runs_the_requested_number_of_checks(deployed: Deployed) -> None:
+    kubectl("scale", "-n", deployed.prod_ns, f"deployment/{PROD_RELEASE}", "--replicas=2")
+
+    lines = _watch(deployed, "--max-iterations", "2", "--interval", "1s")
+
+    assert len([line for line in lines if "spec.replicas: Git 3, live 2" in line]) == 2, lines

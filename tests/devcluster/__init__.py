@@ -1,0 +1,1 @@
+"""Tests of the dev-cluster harness (devcluster/) itself."""
