@@ -9,11 +9,14 @@ differ in a Secret value only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from click.testing import Result
 from contract_helpers import (
     CHART_PASSWORD,
@@ -234,6 +237,35 @@ def test_history_json_matches_schema(world: World) -> None:
     ]
 
 
+# --- watch ---------------------------------------------------------------------------------------
+
+
+def _without_time(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in d.items() if k != "time"} for d in docs if d["event"] == "drift"]
+
+
+def test_watch_prints_json_lines_that_match_the_schema_and_mask_the_secret(world: World) -> None:
+    as_json = world.run("watch", "prod", "--max-iterations", "1", "-o", "json", code=0)
+    as_yaml = world.run("watch", "prod", "--max-iterations", "1", "-o", "yaml", code=0)
+    table = world.run("watch", "prod", "--max-iterations", "1", code=0).stdout
+
+    docs = [json.loads(line) for line in as_json.stdout.splitlines()]
+    for doc in docs:
+        assert_branch(doc, "watch-event", "watchEvent")
+    drift = [
+        (d["app"], d["action"], d["kind"], d["path"], d["sensitive"], d["git"], d["live"])
+        for d in docs
+        if d["event"] == "drift"
+    ]
+    assert drift == [("python-app", "update", "Secret", "data.password", True, None, None)], docs
+    assert {d["event"] for d in docs} <= {"drift", "runtime"}, docs
+    yaml_docs = list(yaml.safe_load_all(as_yaml.stdout))
+    for doc in yaml_docs:
+        assert_branch(doc, "watch-event", "watchEvent")
+    assert _without_time(yaml_docs) == _without_time(docs)
+    assert "data.password: (sensitive value changed)" in table
+
+
 # --- validate ------------------------------------------------------------------------------------
 
 
@@ -276,6 +308,8 @@ ERROR_CASES = [
     ("plan", ["plan", "prod", "-f", "/nonexistent/values.yaml"]),
     ("apply-result", ["apply", "prod", "--timeout", "banana"]),
     ("apply-result", ["rollback", "prod", "--lock-timeout", "banana"]),
+    ("watch-event", ["watch", "nosuch"]),
+    ("watch-event", ["watch", "prod", "--interval", "banana"]),
 ]
 
 
@@ -304,13 +338,13 @@ def test_apply_and_rollback_of_an_unknown_environment_report_in_their_own_docume
 
 def test_every_command_schema_accepts_the_error_document_and_nothing_else() -> None:
     error = {"error": "unknown environment 'x': the chain defines default, prod", "exitCode": 1}
-    for name in ("plan", "status", "apply-result", "history", "validate", "diff", "gate", "error"):
+    for name in ("plan", "status", "apply-result", "history", "validate", "diff", "gate", "watch-event", "error"):
         assert_valid(error, name)
         for bad in ({}, {"error": "x"}, {"error": "x", "exitCode": 1, "extra": True}, {"error": "", "exitCode": 1}):
             assert list(Draft202012Validator(schema(name)).iter_errors(bad)), (name, bad)
     # The error branch of every command schema is the published error schema.
     standalone = {k: v for k, v in schema("error").items() if k not in ("$schema", "$id", "title")}
-    for name in ("plan", "status", "apply-result", "history", "validate", "diff", "gate"):
+    for name in ("plan", "status", "apply-result", "history", "validate", "diff", "gate", "watch-event"):
         assert schema(name)["$defs"]["error"] == standalone, name
 
 
@@ -323,6 +357,7 @@ def test_schemas_are_valid_draft_2020_12_and_require_schema_version() -> None:
         ("validate", "validate"),
         ("diff", "diff"),
         ("gate", "gate"),
+        ("watch-event", "watchEvent"),
     ):
         doc = schema(name)
         Draft202012Validator.check_schema(doc)
