@@ -40,12 +40,13 @@ class AppContext:
     color: bool | None
     qps: float = 500.0
     fmt: str = "table"
+    stream: bool = False  # the command prints a document per event (watch), not one in all
 
     def view(self) -> Any:
         """The view for this run's output format."""
         from promote.views import OutputFormat, View
 
-        return View(OutputFormat(self.fmt))
+        return View(OutputFormat(self.fmt), stream=self.stream)
 
     def echo(self, text: str, *, err: bool = False) -> None:
         """Print, stripping colour when asked or when not on a terminal."""
@@ -475,6 +476,7 @@ def diff_cmd(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, **
 @main.command()
 @click.argument("env", shell_complete=_complete_envs)
 @app_option
+@output_option
 @click.option("--interval", default="30s", show_default=True, help="Time between checks.")
 @click.option("--self-heal", is_flag=True, help="Revert drift by applying ENV (its gate still applies).")
 @click.option("--max-iterations", type=click.IntRange(min=1), help="Stop after this many checks.")
@@ -485,25 +487,33 @@ def watch(
     /,
     env: str,
     apps: tuple[str, ...],
+    fmt: str,
     interval: str,
     self_heal: bool,
     max_iterations: int | None,
     duration: str | None,
 ) -> NoReturn:
-    """Check ENV in a loop, logging drift and runtime notes; with --self-heal, revert drift."""
+    """Check ENV in a loop, printing each drift and runtime note as seen; with --self-heal, revert drift.
+
+    One line per event; -o json prints one JSON document per line (JSON Lines), -o yaml one YAML document each.
+    """
+    app.fmt = fmt
+    app.stream = True
 
     def body() -> int:
         from promote import engine
 
-        engine.watch(
+        view = app.view()
+        events = engine.watch(
             _options(app, apps=apps),
             env,
             interval=_duration(interval),
             self_heal=self_heal,
             max_iterations=max_iterations,
             duration=_duration(duration) if duration else None,
-            log=app.echo,
         )
+        for event in events:
+            app.echo(view.watch_event(event))
         return 0
 
     app.run(body)

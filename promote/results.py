@@ -1,4 +1,4 @@
-"""Results of apply, rollback, history and status: frozen data, serialised by views."""
+"""Results of apply, rollback, history, status and watch: frozen data, serialised by views."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from promote.plan import SCHEMA_VERSION, ResourceChange
+from promote.plan import SCHEMA_VERSION, Action, ResourceChange
 
 
 class HealthStatus(StrEnum):
@@ -276,3 +276,64 @@ class ResourceDiff:
     action: str
     git: str
     live: str
+
+
+class WatchEventKind(StrEnum):
+    """What one watch event reports: a check's error, a runtime note, a drift, a revert, a failed self-heal."""
+
+    ERROR = "error"
+    RUNTIME = "runtime"
+    DRIFT = "drift"
+    REVERTED = "reverted"
+    HEAL_FAILED = "heal-failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchEvent:
+    """One thing `watch` saw or did, as data: views turn it into a log line, a JSON line or a YAML document.
+
+    A drift is one event per drifted field (`path`, with the value Git declares and the live one), or one
+    per resource missing live or no longer in Git (`path` None). A revert names the resource and the field
+    paths the apply reset. `app` is None only for a failed self-heal, which is about the whole environment.
+    A sensitive field's values (Secret data) are never held here, not even masked: only the path.
+    """
+
+    event: WatchEventKind
+    at: datetime
+    env: str
+    app: str | None = None
+    action: Action | None = None  # drift: what apply would do to the resource; reverted: what it did
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    path: str | None = None
+    git: Any = None
+    live: Any = None
+    sensitive: bool = False
+    paths: tuple[str, ...] = ()
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        # Refuse rather than mask: an event with a Secret value in it must not exist to be printed.
+        if self.sensitive and (self.git is not None or self.live is not None):
+            raise ValueError(f"a watch event for the sensitive field {self.path} cannot hold its values")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The published JSON form (schemas/watch-event.schema.json): one document per event."""
+        return {
+            "schemaVersion": SCHEMA_VERSION,
+            "time": self.at.isoformat(),
+            "event": self.event.value,
+            "env": self.env,
+            "app": self.app,
+            "action": self.action.value if self.action is not None else None,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "path": self.path,
+            "git": self.git,
+            "live": self.live,
+            "sensitive": self.sensitive,
+            "paths": list(self.paths),
+            "message": self.message,
+        }

@@ -1,7 +1,8 @@
 """Views: the one place that turns results into text, human (tabulate) or machine (JSON/YAML).
 
 A view is chosen once per command from `-o`; errors render through the same view, so a pipeline asking
-for JSON gets JSON even when the command fails.
+for JSON gets JSON even when the command fails. A streaming command (`watch`) prints one document per
+event instead of one in all: JSON Lines, or a YAML stream of `---` documents, its error included.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ import yaml
 from tabulate import tabulate
 
 from promote.plan import Action, FieldChange, Plan, ReleasePlan
-from promote.results import ApplyResult, GateCheck, GateResult, HistoryEntry, ReleaseStatus, ResourceDiff
+from promote.results import (
+    ApplyResult,
+    GateCheck,
+    GateResult,
+    HistoryEntry,
+    ReleaseStatus,
+    ResourceDiff,
+    WatchEvent,
+    WatchEventKind,
+)
 from promote.values import Violation
 
 
@@ -30,6 +40,7 @@ class OutputFormat(StrEnum):
 _SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.UNCHANGED: " "}
 _COLOR = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red", Action.UNCHANGED: None}
 _DRIFT = {Action.CREATE: "missing", Action.DELETE: "no longer in Git", Action.UPDATE: "drifted"}
+_WATCH_DRIFT = {Action.CREATE: "missing live", Action.DELETE: "live but no longer in Git", Action.UPDATE: "drifted"}
 
 
 def _short(value: Any) -> str:
@@ -43,16 +54,33 @@ def _drift_text(f: FieldChange) -> str:
     return f"{_short(f.after)} in Git, {_short(f.before)} live"
 
 
+def _watch_drift_text(e: WatchEvent) -> str:
+    what = f"{e.kind} {e.namespace or ''}/{e.name}"
+    if e.path is None:
+        return f"{what}: {_WATCH_DRIFT[e.action or Action.UPDATE]}"
+    if e.sensitive:
+        return f"{what} {e.path}: (sensitive value changed)"
+    return f"{what} {e.path}: Git {_short(e.git)}, live {_short(e.live)}"
+
+
+def _one_line(text: str) -> str:
+    """A message on one log line: helm and the API server sometimes answer over several."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 class View:
     """Base view: machine formats share everything but the encoder."""
 
-    def __init__(self, fmt: OutputFormat) -> None:
+    def __init__(self, fmt: OutputFormat, *, stream: bool = False) -> None:
         self.fmt = fmt
+        self.stream = stream
 
     def dump(self, doc: Any) -> str:
-        """Encode a document in the machine format."""
+        """Encode a document in the machine format: one line of JSON, or a `---` YAML document, when streaming."""
         if self.fmt == OutputFormat.YAML:
-            return yaml.safe_dump(doc, sort_keys=False).rstrip()
+            return yaml.safe_dump(doc, sort_keys=False, explicit_start=self.stream).rstrip()
+        if self.stream:
+            return json.dumps(doc)
         return json.dumps(doc, indent=2)
 
     # --- plan --------------------------------------------------------------------------------------
@@ -281,6 +309,27 @@ class View:
         ]
         verdict = f"{env} may be promoted now." if allowed else f"{env} is blocked."
         return tabulate(rows, headers=["RESULT", "CHECK", "APP", "REASON"], tablefmt="plain") + "\n\n" + verdict
+
+    # --- watch -------------------------------------------------------------------------------------
+
+    def watch_event(self, event: WatchEvent) -> str:
+        """One watch event: a log line for people, or one machine document (see `stream`)."""
+        if self.fmt != OutputFormat.TABLE:
+            return self.dump(event.to_dict())
+        head = f"{event.at:%Y-%m-%dT%H:%M:%SZ} {event.env}"
+        message = _one_line(event.message)
+        if event.event == WatchEventKind.HEAL_FAILED:
+            return f"{head} self-heal failed: {message}"
+        head += f" {event.app}"
+        if event.event == WatchEventKind.ERROR:
+            return f"{head} error {message}"
+        if event.event == WatchEventKind.RUNTIME:
+            return f"{head} runtime {message} (observed only: Kubernetes heals it)"
+        if event.event == WatchEventKind.DRIFT:
+            return f"{head} drift {_watch_drift_text(event)}"
+        action = event.action.value if event.action is not None else ""
+        changed = f"{action}: {', '.join(event.paths)}" if event.paths else action
+        return f"{head} reverted {event.kind} {event.namespace or ''}/{event.name} ({changed})"
 
     # --- validation --------------------------------------------------------------------------------
 

@@ -7,8 +7,9 @@ Everything here is read-only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -21,7 +22,10 @@ from promote.engine.workspace import Options, Target, Workspace
 from promote.errors import PromoteError
 from promote.plan import Action
 from promote.release import ReleaseHistory, history, promotion_of
-from promote.results import HistoryEntry, ReleaseStatus, ResourceDiff, SyncStatus
+from promote.results import HistoryEntry, ReleaseStatus, ResourceDiff, SyncStatus, WatchEvent, WatchEventKind
+
+if TYPE_CHECKING:
+    from promote.engine.workspace import ApplyOptions
 
 
 def release_history(opts: Options, env: str, runtime: Runtime | None = None) -> list[HistoryEntry]:
@@ -188,6 +192,26 @@ def diffs(opts: Options, env: str, runtime: Runtime | None = None) -> list[Resou
         return out
 
 
+def _check_events(at: datetime, s: ReleaseStatus) -> Iterator[WatchEvent]:
+    """What one check of one release found: its errors, runtime notes, and drift field by field."""
+
+    def event(what: WatchEventKind, /, **fields: Any) -> WatchEvent:
+        return WatchEvent(event=what, at=at, env=s.env, app=s.app, **fields)
+
+    for e in s.errors:
+        yield event(WatchEventKind.ERROR, message=e)
+    for note in s.runtime:
+        yield event(WatchEventKind.RUNTIME, message=note)
+    for c in s.drift:
+        where = {"action": c.action, "kind": c.kind, "namespace": c.namespace, "name": c.name}
+        if c.action != Action.UPDATE or not c.fields:
+            yield event(WatchEventKind.DRIFT, **where)
+        for f in c.fields:
+            # A Secret's values stay out of the event itself, not just out of what a view prints.
+            values = {} if f.sensitive else {"git": f.after, "live": f.before}
+            yield event(WatchEventKind.DRIFT, path=f.path, sensitive=f.sensitive, **values, **where)
+
+
 def watch(
     opts: Options,
     env: str,
@@ -196,13 +220,14 @@ def watch(
     self_heal: bool,
     max_iterations: int | None,
     duration: float | None,
-    log: Any,
-    aopts: Any = None,
-    sleep: Any = None,
-) -> int:
-    """Check `env` in a loop: log drift and runtime notes, and with self-heal revert drift by applying.
+    aopts: ApplyOptions | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> Iterator[WatchEvent]:
+    """Check `env` in a loop, yielding drift and runtime notes as they are seen; with self-heal, revert drift.
 
-    Runtime fluctuation is only logged: Kubernetes' controllers heal it. Returns the iterations run.
+    Runtime fluctuation is only reported: Kubernetes' controllers heal it. Events come as each check ends,
+    so a consumer prints them live; the generator sleeps `interval` between checks and stops after
+    `max_iterations` checks or before a check that would end past `duration`.
     """
     import time
 
@@ -214,39 +239,32 @@ def watch(
     i = 0
     while True:
         i += 1
-        now = record.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        at = record.now()
         _, statuses = status(opts, env)
-        drifted = False
         for s in statuses:
-            for e in s.errors:
-                log(f"{now} {env} {s.app} error {e}")
-            for note in s.runtime:
-                log(f"{now} {env} {s.app} runtime {note} (observed only: Kubernetes heals it)")
-            for c in s.drift:
-                drifted = True
-                what = f"{c.kind} {c.namespace or ''}/{c.name}"
-                if c.action == Action.CREATE:
-                    log(f"{now} {env} {s.app} drift {what}: missing live")
-                elif c.action == Action.DELETE:
-                    log(f"{now} {env} {s.app} drift {what}: live but no longer in Git")
-                for f in c.fields:
-                    shown = "(sensitive value changed)" if f.sensitive else f"Git {f.after!r}, live {f.before!r}"
-                    log(f"{now} {env} {s.app} drift {what} {f.path}: {shown}")
-        if drifted and self_heal:
+            yield from _check_events(at, s)
+        if self_heal and any(s.drift for s in statuses):
             result = apply(opts, aopts or ApplyOptions(only=True), env, lambda ev: None)
-            stamp = record.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+            healed = record.now()
             if result.error:
-                log(f"{stamp} {env} self-heal failed: {result.error}")
+                yield WatchEvent(event=WatchEventKind.HEAL_FAILED, at=healed, env=env, message=result.error)
             for env_result in result.environments:
                 for r in env_result.releases:
                     for c in r.changes:
                         if c.hook is None and c.action != Action.UNCHANGED:
-                            log(
-                                f"{stamp} {env} {r.app} reverted {c.kind} {c.namespace or ''}/{c.name} "
-                                f"({c.action.value}{': ' + ', '.join(f.path for f in c.fields) if c.fields else ''})"
+                            yield WatchEvent(
+                                event=WatchEventKind.REVERTED,
+                                at=healed,
+                                env=env,
+                                app=r.app,
+                                action=c.action,
+                                kind=c.kind,
+                                namespace=c.namespace,
+                                name=c.name,
+                                paths=tuple(f.path for f in c.fields),
                             )
         if max_iterations is not None and i >= max_iterations:
-            return i
+            return
         if duration is not None and time.monotonic() - start + interval > duration:
-            return i
+            return
         sleep(interval)

@@ -9,11 +9,14 @@ differ in a Secret value only. The schemas on their own are checked in tests/uni
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from click.testing import Result
 from jsonschema import Draft202012Validator
 
@@ -234,6 +237,35 @@ def test_history_json_matches_schema(world: World) -> None:
     ]
 
 
+# --- watch ---------------------------------------------------------------------------------------
+
+
+def _without_time(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in d.items() if k != "time"} for d in docs if d["event"] == "drift"]
+
+
+def test_watch_prints_json_lines_that_match_the_schema_and_mask_the_secret(world: World) -> None:
+    as_json = world.run("watch", "prod", "--max-iterations", "1", "-o", "json", code=0)
+    as_yaml = world.run("watch", "prod", "--max-iterations", "1", "-o", "yaml", code=0)
+    table = world.run("watch", "prod", "--max-iterations", "1", code=0).stdout
+
+    docs = [json.loads(line) for line in as_json.stdout.splitlines()]
+    for doc in docs:
+        assert_branch(doc, "watch-event", "watchEvent")
+    drift = [
+        (d["app"], d["action"], d["kind"], d["path"], d["sensitive"], d["git"], d["live"])
+        for d in docs
+        if d["event"] == "drift"
+    ]
+    assert drift == [("python-app", "update", "Secret", "data.password", True, None, None)], docs
+    assert {d["event"] for d in docs} <= {"drift", "runtime"}, docs
+    yaml_docs = list(yaml.safe_load_all(as_yaml.stdout))
+    for doc in yaml_docs:
+        assert_branch(doc, "watch-event", "watchEvent")
+    assert _without_time(yaml_docs) == _without_time(docs)
+    assert "data.password: (sensitive value changed)" in table
+
+
 # --- validate ------------------------------------------------------------------------------------
 
 
@@ -276,6 +308,8 @@ ERROR_CASES = [
     ("plan", ["plan", "prod", "-f", "/nonexistent/values.yaml"]),
     ("apply-result", ["apply", "prod", "--timeout", "banana"]),
     ("apply-result", ["rollback", "prod", "--lock-timeout", "banana"]),
+    ("watch-event", ["watch", "nosuch"]),
+    ("watch-event", ["watch", "prod", "--interval", "banana"]),
 ]
 
 

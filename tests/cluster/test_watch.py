@@ -1,8 +1,10 @@
 """`promote watch` on the real local control plane: drift is logged and, with --self-heal, reverted by an
-apply; runtime fluctuation is only logged, and never causes a sync."""
+apply; runtime fluctuation is only logged, and never causes a sync. With -o json the same events come as
+JSON Lines a pipeline parses (their formatting, fast, is in tests/unit/test_views.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from devcluster.kube import Kube
 from tests.support.cli import Deployed, cli, deploy, expect, release_status, status_json
+from tests.support.contract import assert_branch
 from tests.support.helm import stored_revisions
 from tests.support.kube import delete_a_pod, get, kubectl
 from tests.support.repo import APP, PROD_RELEASE
@@ -51,6 +54,21 @@ def test_self_heal_reverts_a_hand_scale_and_logs_it(kube: Kube, deployed: Deploy
     assert stored_revisions(kube, deployed.prod_ns, PROD_RELEASE) == [1, 2]
     rel = release_status(status_json(deployed.repo, "prod", "--detailed-exitcode", code=0), "prod")
     assert (rel["sync"], rel["drift"]) == ("Synced", [])
+
+
+def test_self_heal_as_json_lines(kube: Kube, deployed: Deployed) -> None:
+    kubectl("scale", "-n", deployed.prod_ns, f"deployment/{PROD_RELEASE}", "--replicas=1")
+
+    docs = [json.loads(line) for line in _watch(deployed, "--self-heal", "-o", "json")]
+
+    for doc in docs:
+        assert_branch(doc, "watch-event", "watchEvent")
+    shape = [(d["event"], d["app"], d["action"], d["kind"], d["namespace"], d["name"]) for d in docs]
+    where = (APP, "update", "Deployment", deployed.prod_ns, PROD_RELEASE)
+    assert shape == [("drift", *where), ("reverted", *where)], docs
+    assert (docs[0]["path"], docs[0]["git"], docs[0]["live"]) == ("spec.replicas", 3, 1)
+    assert docs[1]["paths"] == ["spec.replicas"]
+    assert _replicas(kube, deployed) == 3
 
 
 def test_without_self_heal_drift_is_only_logged(kube: Kube, deployed: Deployed) -> None:
