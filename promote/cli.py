@@ -6,6 +6,7 @@ No helm or Kubernetes calls happen here. Heavy imports are deferred into command
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -16,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from promote.errors import ConfigError, ExitCode, exit_code_for
+from promote.errors import ConfigError, ExitCode, Interrupted, exit_code_for
 
 EXIT_CODES_HELP = """\b
 Exit codes (identical for every command):
@@ -68,12 +69,18 @@ class AppContext:
 
     def run(self, fn: Callable[[], int]) -> NoReturn:
         """Run a command body, routing every exception through abort."""
+        import signal
+
+        def terminate(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt  # SIGTERM (a CI job cancelled) is handled as Ctrl-C is
+
+        signal.signal(signal.SIGTERM, terminate)
         try:
             code = fn()
         except click.exceptions.Exit:
             raise
-        except KeyboardInterrupt as e:
-            self.abort(e)
+        except KeyboardInterrupt:
+            self.abort(Interrupted("interrupted; nothing was changed"))
         except Exception as e:
             self.abort(e)
         sys.exit(code)
@@ -317,6 +324,8 @@ def _at_least(text: str, minimum: float, option: str) -> float:
 @click.option(
     "--lock-ttl", default="30s", show_default=True, help="Lease duration; a crashed apply's lock expires after it."
 )
+@click.option("--unpin", is_flag=True, help="Release a pin left by `promote rollback` on ENV, then apply.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (never asked without a terminal).")
 @click.pass_obj
 def apply(
     app: AppContext,
@@ -329,6 +338,8 @@ def apply(
     timeout: str,
     lock_timeout: str,
     lock_ttl: str,
+    unpin: bool,
+    yes: bool,
     **kw: Any,
 ) -> NoReturn:
     """Sync each environment of the chain up to ENV, in order, each only when healthy upstream and gate allow."""
@@ -343,6 +354,7 @@ def apply(
             lock_ttl=_at_least(lock_ttl, 1.0, "--lock-ttl"),
             only=only,
             allow_dirty=allow_dirty,
+            unpin=unpin,
         )
         target, saved_plan = env, None
         if plan_file:
@@ -355,6 +367,17 @@ def apply(
             kw["apps"] = kw.get("apps") or saved.apps_of(saved_plan)
         if not target:
             raise ConfigError("apply needs ENV, or a saved plan with --plan")
+        if saved_plan is None and not yes and fmt == "table" and sys.stdin.isatty() and sys.stdout.isatty():
+            # As terraform apply: show the plan, ask, then apply exactly it (refused if anything moved).
+            shown = engine.plan(_options(app, **kw), target)
+            app.echo(app.view().plan(shown))
+            if shown.all_errors:
+                return int(ExitCode.ERROR)
+            if not shown.has_changes:
+                return int(ExitCode.OK)
+            if not click.confirm(f"\nApply these changes to {target}?", default=False):
+                raise ConfigError("apply cancelled: nothing was changed")
+            saved_plan = json.loads(json.dumps(shown.to_dict()))
         # Progress goes to stderr, so stdout carries only the result (a table, or one JSON document).
         result = engine.apply(
             _options(app, **kw), aopts, target, lambda ev: app.echo(ev.line(), err=True), saved_plan=saved_plan
@@ -374,20 +397,52 @@ def apply(
 @output_option
 @click.option("--timeout", default="5m", show_default=True, help="How long each release may take to become healthy.")
 @click.option("--lock-timeout", default="60s", show_default=True, help="How long to wait for another apply's lock.")
+@click.option("--reason", default="", help="Why, recorded on the pin the rollback leaves.")
 @click.pass_obj
 def rollback(
-    app: AppContext, /, env: str, to: str | None, apps: tuple[str, ...], fmt: str, timeout: str, lock_timeout: str
+    app: AppContext,
+    /,
+    env: str,
+    to: str | None,
+    apps: tuple[str, ...],
+    fmt: str,
+    timeout: str,
+    lock_timeout: str,
+    reason: str,
 ) -> NoReturn:
-    """Roll every app release of ENV back together, to the previous promotion or to --to."""
+    """Roll every app release of ENV back together, to the previous promotion or to --to.
+
+    ENV stays pinned there (apply, self-heal and the next environment's gate respect it) until
+    `promote unpin ENV` or `apply ENV --unpin`.
+    """
     app.fmt = fmt
 
     def body() -> int:
         from promote import engine
 
-        aopts = engine.ApplyOptions(timeout=_duration(timeout), lock_timeout=_duration(lock_timeout))
+        aopts = engine.ApplyOptions(timeout=_duration(timeout), lock_timeout=_duration(lock_timeout), reason=reason)
         result = engine.rollback(_options(app, apps=apps), aopts, env, to, lambda ev: app.echo(ev.line(), err=True))
         app.echo(app.view().apply(result))
         return result.exit_code
+
+    app.run(body)
+
+
+@main.command()
+@click.argument("env", shell_complete=_complete_envs)
+@click.pass_obj
+def unpin(app: AppContext, /, env: str) -> NoReturn:
+    """Release ENV from the pin `promote rollback` left: apply and the next gate follow Git again."""
+
+    def body() -> int:
+        from promote import engine
+
+        released = engine.unpin(_options(app), env)
+        for p in released:
+            app.echo(f"released: {p.describe()}")
+        if not released:
+            app.echo(f"{env} is not pinned")
+        return int(ExitCode.OK)
 
     app.run(body)
 
@@ -426,6 +481,8 @@ def status(app: AppContext, /, env: str | None, fmt: str, detailed_exitcode: boo
 
         revision, statuses = engine.status(_options(app, **kw), env)
         app.echo(app.view().status(revision, statuses))
+        if any(s.errors for s in statuses):
+            return int(ExitCode.ERROR)  # a release that cannot be rendered or compared: status unknown
         pending = any(s.sync != SyncStatus.SYNCED or s.health != HealthStatus.HEALTHY for s in statuses)
         return int(ExitCode.CHANGES if detailed_exitcode and pending else ExitCode.OK)
 
@@ -478,7 +535,9 @@ def diff_cmd(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, **
 @app_option
 @output_option
 @click.option("--interval", default="30s", show_default=True, help="Time between checks.")
-@click.option("--self-heal", is_flag=True, help="Revert drift by applying ENV (its gate still applies).")
+@click.option(
+    "--self-heal", is_flag=True, help="Put drifted releases back to what was promoted (never promotes new Git)."
+)
 @click.option("--max-iterations", type=click.IntRange(min=1), help="Stop after this many checks.")
 @click.option("--duration", help="Stop after this long, e.g. 10m.")
 @click.pass_obj

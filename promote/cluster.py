@@ -320,11 +320,17 @@ class Cluster:
     # --- objects -----------------------------------------------------------------------------------
 
     def list(
-        self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         """Every object of a kind in a namespace (one request)."""
         res = self.resource(api_version, kind)
         query = [("labelSelector", label_selector)] if label_selector else []
+        query += [("fieldSelector", field_selector)] if field_selector else []
         doc = self.request("GET", res.path(namespace), query=query, what=f"list {kind} in {namespace or 'the cluster'}")
         items: list[dict[str, Any]] = doc.get("items", [])
         for item in items:  # list responses omit these per item

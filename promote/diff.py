@@ -182,6 +182,27 @@ def _diff(kind: str, path: tuple[Any, ...], shown: str, a: Any, b: Any, out: lis
         out.append(FieldChange(label, a, b, segments=path))
 
 
+MISSING = object()  # value_at's answer for a path an object does not have
+
+
+def value_at(obj: Any, segments: tuple[Any, ...]) -> Any:
+    """The value at a field change's raw path (keys, (merge key, value) pairs, list indexes), MISSING if none."""
+    cur = obj
+    for seg in segments:
+        if isinstance(seg, tuple) and isinstance(cur, list):
+            key, value = seg
+            cur = next((i for i in cur if isinstance(i, dict) and i.get(key) == value), MISSING)
+        elif isinstance(seg, int) and isinstance(cur, list):
+            cur = cur[seg] if seg < len(cur) else MISSING
+        elif isinstance(cur, dict):
+            cur = cur.get(seg, MISSING)
+        else:
+            return MISSING
+        if cur is MISSING:
+            return MISSING
+    return cur
+
+
 def _all_named(items: list[Any]) -> bool:
     return bool(items) and all(isinstance(i, dict) and "name" in i for i in items)
 

@@ -80,6 +80,10 @@ class LockError(PromoteError):
     """Another apply holds the environment's lock."""
 
 
+class Interrupted(PromoteError):
+    """Ctrl-C or SIGTERM: the message says in what state promote left what it was doing."""
+
+
 class GateBlocked(PromoteError):
     """A promotion gate or policy forbids the change; pipelines stop without calling it a failure."""
 

@@ -175,6 +175,7 @@ class ApplyResult:
     target: str
     revision: str
     environments: tuple[EnvResult, ...] = ()
+    not_reached: tuple[str, ...] = ()  # the chain's environments after the one that stopped it
     events: tuple[Event, ...] = ()
     error: str | None = None
     exit_code: int = 0
@@ -186,6 +187,7 @@ class ApplyResult:
             "target": self.target,
             "revision": self.revision,
             "environments": [e.to_dict() for e in self.environments],
+            "notReached": list(self.not_reached),
             "events": [e.to_dict() for e in self.events],
             "error": self.error,
             "exitCode": self.exit_code,
@@ -229,7 +231,12 @@ class HistoryEntry:
 
 @dataclass(frozen=True, kw_only=True)
 class ReleaseStatus:
-    """Sync and health of one release."""
+    """Sync and health of one release, and the three ways it can depart from Git, kept apart.
+
+    drift: live departs from the last promoted state (a manual change; reverted by self-heal).
+    pending: Git departs from the last promoted state (a promotion not done yet; `pending_reason` says
+    what holds it). runtime: pods restarted, recreated or unready (observed only; Kubernetes heals it).
+    """
 
     env: str
     app: str
@@ -242,6 +249,9 @@ class ReleaseStatus:
     promoted_revision: str | None
     helm_revision: int | None
     drift: tuple[ResourceChange, ...] = field(default=())
+    pending: tuple[ResourceChange, ...] = field(default=())
+    pending_reason: str = ""
+    helm_status: str | None = None
     runtime: tuple[str, ...] = field(default=())
     errors: tuple[str, ...] = field(default=())
 
@@ -258,7 +268,10 @@ class ReleaseStatus:
             "revision": self.revision,
             "promotedRevision": self.promoted_revision,
             "helmRevision": self.helm_revision,
+            "helmStatus": self.helm_status,
             "drift": [c.to_dict() for c in self.drift],
+            "pending": [c.to_dict() for c in self.pending],
+            "pendingReason": self.pending_reason,
             "runtime": list(self.runtime),
             "errors": list(self.errors),
         }
@@ -279,11 +292,13 @@ class ResourceDiff:
 
 
 class WatchEventKind(StrEnum):
-    """What one watch event reports: a check's error, a runtime note, a drift, a revert, a failed self-heal."""
+    """What one watch event reports: a check's error, a runtime note, a drift, Git content pending
+    promotion (with what holds it), a revert, a failed self-heal."""
 
     ERROR = "error"
     RUNTIME = "runtime"
     DRIFT = "drift"
+    PENDING = "pending"
     REVERTED = "reverted"
     HEAL_FAILED = "heal-failed"
 

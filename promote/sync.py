@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from promote import health
 from promote.chart import ChartInfo, hook_annotation
 from promote.cluster import ApiError, Cluster, Unreachable
-from promote.errors import HealthError, HelmError, PromoteError
+from promote.errors import HealthError, PromoteError
 from promote.plan import HookPhase
 from promote.results import Event
 
@@ -37,8 +37,9 @@ HEALTH_POLL_FIRST, HEALTH_POLL_MAX = 0.1, 1.0
 Emit = Callable[[Event], None]
 
 
-def _hook_phase(pod: dict[str, Any]) -> str:
-    ann = (pod.get("metadata", {}).get("annotations") or {}).get("helm.sh/hook", "")
+def hook_phase(obj: dict[str, Any]) -> str:
+    """promote's name of a hook object's phase (PreSync, PostSync...), "" for a non-hook."""
+    ann = hook_annotation(obj) or ""
     for upgrade in (True, False):
         phase = HookPhase.from_helm(ann, upgrade=upgrade)
         if phase:
@@ -47,16 +48,29 @@ def _hook_phase(pod: dict[str, Any]) -> str:
 
 
 class Watcher:
-    """Reports hook pods (from a watch) and workloads (polled) of one release while helm runs."""
+    """Reports hook pods (from a watch), hook Jobs and workloads (polled) of one release while helm runs.
 
-    def __init__(self, cluster: Cluster, env: str, namespace: str, workloads: list[tuple[str, str, str]], emit: Emit):
+    Hook Jobs are how most real charts write migrations; their pods carry no hook annotation, so the
+    Job itself is what is shown.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        env: str,
+        namespace: str,
+        workloads: list[tuple[str, str, str]],
+        emit: Emit,
+        hook_jobs: Sequence[tuple[str, str, str]] = (),
+    ):
         self.cluster, self.env, self.namespace = cluster, env, namespace
         self.workloads = workloads
+        self.hook_jobs = list(hook_jobs)  # (apiVersion, name, hook phase)
         self.emit = emit
         self.stop = threading.Event()
         self._seen: dict[tuple[str, str], tuple[str, str]] = {}
         self._waiting_since: dict[tuple[str, str], float] = {}
-        self._announced: dict[tuple[str, str], float] = {}
+        self._announced: dict[tuple[str, str], str] = {}  # what was last said a wait waits for
         self._active_hooks: dict[str, tuple[str, str, health.Health]] = {}  # name -> (phase, pod phase, health)
         self._lock = threading.Lock()  # the watch and the poll both report
         self._threads = [
@@ -110,7 +124,7 @@ class Watcher:
             try:
                 for ev in self.cluster.watch("v1", "Pod", self.namespace, timeout=30, stop=self.stop):
                     pod = ev.get("object") or {}
-                    hook = _hook_phase(pod)
+                    hook = hook_phase(pod)
                     if not hook:
                         continue
                     name = pod.get("metadata", {}).get("name", "")
@@ -131,26 +145,43 @@ class Watcher:
             except PromoteError:
                 self.stop.wait(1.0)
 
-    def _announce(self, key: tuple[str, str], progressing: bool) -> bool:
-        """True when a wait on `key` has lasted over WAIT_ANNOUNCE_AFTER and was not said in the last 5 s."""
+    def _announce(self, key: tuple[str, str], progressing: bool, message: str) -> bool:
+        """True when a wait on `key` has lasted over WAIT_ANNOUNCE_AFTER and what it waits for is news:
+        said once, then again only when the reason changes (a wait of minutes is not minutes of lines)."""
         now = time.monotonic()
         if not progressing:
             self._waiting_since.pop(key, None)
+            self._announced.pop(key, None)
             return False
         since = self._waiting_since.setdefault(key, now)
-        if now - since >= WAIT_ANNOUNCE_AFTER and now - self._announced.get(key, 0) >= 5:
-            self._announced[key] = now
+        if now - since >= WAIT_ANNOUNCE_AFTER and self._announced.get(key) != message:
+            self._announced[key] = message
             return True
         return False
 
     def _poll_workloads(self) -> None:
         while not self.stop.wait(POLL_INTERVAL):
             for name, (hook, phase, h) in list(self._active_hooks.items()):
-                if self._announce(("Pod", name), True):
+                if self._announce(("Pod", name), True, h.message):
                     self._emit("Pod", name, phase, h.status, hook, f"waiting for {hook} hook pod {name}: {h.message}")
             self._poll_once()
 
+    def _poll_hook_jobs(self, final: bool) -> None:
+        for api_version, name, phase in self.hook_jobs:
+            try:
+                job = self.cluster.get(api_version, "Job", self.namespace, name)
+            except PromoteError:
+                continue
+            if job is None:
+                continue  # not created yet, or deleted by its hook-delete-policy
+            h = health.check(job)
+            status = {health.HealthStatus.HEALTHY: "Succeeded", health.HealthStatus.DEGRADED: "Failed"}
+            self._report("Job", name, status.get(h.status, "Running"), h, phase, final=final)
+            if not final and self._announce(("Job", name), h.status == health.HealthStatus.PROGRESSING, h.message):
+                self._emit("Job", name, "Running", h.status, phase, f"waiting for {phase} hook job {name}: {h.message}")
+
     def _poll_once(self, final: bool = False) -> None:
+        self._poll_hook_jobs(final)
         seen: list[tuple[str, str, dict[str, Any] | None]] = []
         for api_version, kind, name in self.workloads:
             try:
@@ -163,7 +194,7 @@ class Watcher:
             h = health.check(obj)
             status = "Missing" if obj is None else "Synced"
             self._report(kind, name, status, h, "", final=final)
-            if not final and self._announce((kind, name), h.status == health.HealthStatus.PROGRESSING):
+            if not final and self._announce((kind, name), h.status == health.HealthStatus.PROGRESSING, h.message):
                 self._emit(kind, name, status, h.status, "", f"waiting for {kind} {name}: {h.message}")
 
     def _settle_pre_hooks(self, final: bool) -> None:
@@ -192,12 +223,40 @@ class Watcher:
 
 
 def workload_pods(cluster: Cluster, namespace: str, workload: dict[str, Any]) -> list[dict[str, Any]]:
-    """The pods a workload selects (by its matchLabels), read live."""
+    """The pods a workload runs: those its matchLabels select that a controller owns, read live.
+
+    Charts commonly give their hook pods the app's labels, so a selector alone would count a failed
+    migration hook of an earlier attempt as one of the Deployment's pods, and keep the release Degraded
+    long after helm and the rollout moved on. Hook pods are reported apart (see leftover_hooks).
+    """
     labels = (workload.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
     if not labels:
         return []
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    return cluster.list("v1", "Pod", namespace, label_selector=selector)
+    return [
+        p
+        for p in cluster.list("v1", "Pod", namespace, label_selector=selector)
+        if not hook_annotation(p) and any(o.get("controller") for o in p["metadata"].get("ownerReferences") or [])
+    ]
+
+
+def leftover_hooks(cluster: Cluster, namespace: str, hooks: list[dict[str, Any]]) -> list[str]:
+    """Hook Pods and Jobs of a release's earlier attempts that failed and are still there, with the
+    command that cleans each: they are not the release's health, but a person should know of them."""
+    out = []
+    seen: set[tuple[str, str]] = set()
+    for h in hooks:
+        kind, name = h.get("kind", ""), (h.get("metadata") or {}).get("name", "")
+        if kind not in ("Pod", "Job") or (kind, name) in seen:
+            continue
+        seen.add((kind, name))
+        live = cluster.get(h.get("apiVersion", "v1"), kind, namespace, name)
+        if live is not None and health.check(live).status == health.HealthStatus.DEGRADED:
+            out.append(
+                f"leftover hook {kind} {name} from an earlier attempt failed ({health.check(live).message}); "
+                f"clean it with `kubectl delete {kind.lower()} {name} -n {namespace}`"
+            )
+    return out
 
 
 def release_health(cluster: Cluster, namespace: str, objs: list[dict[str, Any]]) -> health.Health:
@@ -257,27 +316,99 @@ async def helm_upgrade(
     timeout: float,
     wait: bool,
 ) -> int:
-    """helm upgrade --install, rolling back and waiting when `wait`; returns the new helm revision.
+    """helm upgrade --install, waiting for readiness when `wait`; returns the new helm revision.
 
-    Without `wait`, a failure leaves the release `failed` for the caller to roll back.
+    A failure leaves the release `failed` for the caller to explain and roll back.
+    """
+    return await helm.upgrade(
+        chart, release=release, namespace=namespace, values=values, description=description, timeout=timeout, wait=wait
+    )
+
+
+def health_error(
+    release: str, namespace: str, h: health.Health, timeout: float, done: str = "", why: str = ""
+) -> HealthError:
+    """The error for a release that did not become healthy in time: what holds it back (`why`, from
+    `explain`, when it says more than the health message) and what was done about it."""
+    cause = why if why and h.message not in why else "; ".join(m for m in (h.message, why) if m)
+    then = f"; {done}" if done else ""
+    return HealthError(f"release {release} in {namespace} is {h.status.value} after {timeout:.0f}s: {cause}{then}")
+
+
+def explain(
+    cluster: Cluster,
+    namespace: str,
+    objs: list[dict[str, Any]],
+    hooks: list[dict[str, Any]] = (),  # type: ignore[assignment]
+) -> str:
+    """Why a release is not healthy, read live: the first hook Pod or Job that failed, else the first
+    object that is not healthy, and for a workload the pod that holds it back and why (container state,
+    scheduling, readiness, the last warning event).
+
+    Read before anything is rolled back: afterwards the pods that would say it are gone.
     """
     try:
-        return await helm.upgrade(
-            chart,
-            release=release,
-            namespace=namespace,
-            values=values,
-            description=description,
-            timeout=timeout,
-            wait=wait,
+        for o in [*(h for h in hooks if h.get("kind") in ("Pod", "Job")), *objs]:
+            md = o.get("metadata", {})
+            live = cluster.get(o["apiVersion"], o["kind"], md.get("namespace") or namespace, md["name"])
+            h = health.check(live)
+            if h.status == health.HealthStatus.HEALTHY or (live is None and hook_annotation(o)):
+                continue
+            what = f"{o['kind']} {md['name']}: {h.message}"
+            if live is not None and health.kind_of(o).runs_pods:
+                pods = [p for p in workload_pods(cluster, namespace, live) if not _pod_ready(p)]
+                if pods:
+                    return f"{what}; {describe_pod(cluster, namespace, pods[0])}"
+            event = last_warning(cluster, namespace, o["kind"], md["name"]) if live is not None else ""
+            return f"{what}{'; last event ' + event if event else ''}"
+    except PromoteError as e:
+        return f"(could not read why: {e})"
+    return ""
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return pod.get("status", {}).get("phase") == "Succeeded" or any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+    )
+
+
+def describe_pod(cluster: Cluster, namespace: str, pod: dict[str, Any]) -> str:
+    """One line on why a pod is not ready: its container's state, else its scheduling or readiness
+    condition, and the last warning event about it."""
+    name, st = pod["metadata"]["name"], pod.get("status", {})
+    why = ""
+    for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
+        state = cs.get("state") or {}
+        if waiting := state.get("waiting"):
+            why = f"container {cs.get('name')} {waiting.get('reason', 'waiting')}: {waiting.get('message', '')}"
+        elif (term := state.get("terminated")) and term.get("exitCode", 0) != 0:
+            why = f"container {cs.get('name')} exited with code {term.get('exitCode')} ({term.get('reason', '')})"
+        if why:
+            break
+    for cond in st.get("conditions") or []:
+        if why:
+            break
+        if cond.get("type") in ("PodScheduled", "Ready") and cond.get("status") != "True":
+            detail = cond.get("message") or cond.get("reason") or ""
+            why = f"{'not scheduled' if cond['type'] == 'PodScheduled' else 'not ready'}: {detail}"
+    why = why.rstrip(": ") or f"phase {st.get('phase', 'Pending')}"
+    event = last_warning(cluster, namespace, "Pod", name)
+    return f"Pod {name} {why}{'; last event ' + event if event else ''}"
+
+
+def last_warning(cluster: Cluster, namespace: str, kind: str, name: str) -> str:
+    """The newest warning event about an object, as "Reason: message" ("" when none)."""
+    try:
+        events = cluster.list(
+            "v1",
+            "Event",
+            namespace,
+            field_selector=f"involvedObject.kind={kind},involvedObject.name={name},type=Warning",
         )
-    except HelmError as e:
-        if not wait:
-            raise
-        raise type(e)(f"sync of release {release} in {namespace} failed and helm rolled it back: {e}") from e
-
-
-def health_error(release: str, namespace: str, h: health.Health, timeout: float, done: str = "") -> HealthError:
-    """The error for a release that did not become healthy in time (and what was done about it)."""
-    then = f"; {done}" if done else ""
-    return HealthError(f"release {release} in {namespace} is {h.status.value} after {timeout:.0f}s: {h.message}{then}")
+    except PromoteError:
+        return ""
+    if not events:
+        return ""
+    ev = max(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    return f"{ev.get('reason', '')}: {ev.get('message', '')}".strip()

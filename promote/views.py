@@ -15,12 +15,13 @@ import click
 import yaml
 from tabulate import tabulate
 
-from promote.plan import Action, FieldChange, Plan, ReleasePlan
+from promote.plan import Action, FieldChange, Plan, ReleasePlan, ResourceChange
 from promote.results import (
     ApplyResult,
     GateCheck,
     GateResult,
     HistoryEntry,
+    Outcome,
     ReleaseStatus,
     ResourceDiff,
     WatchEvent,
@@ -51,7 +52,31 @@ def _short(value: Any) -> str:
 def _drift_text(f: FieldChange) -> str:
     if f.sensitive:
         return "(sensitive value changed)"
-    return f"{_short(f.after)} in Git, {_short(f.before)} live"
+    return f"{_short(f.after)} promoted, {_short(f.before)} live"
+
+
+def _pending_text(f: FieldChange) -> str:
+    if f.sensitive:
+        return "(sensitive value changed)"
+    return f"{_short(f.before)} → {_short(f.after)}"
+
+
+_PENDING = {Action.CREATE: "to create", Action.DELETE: "to delete", Action.UPDATE: "to update"}
+
+
+def _change_lines(s: ReleaseStatus, changes: tuple[ResourceChange, ...], drift: bool) -> list[str]:
+    """A status's drifted or pending resources, one line each, and their fields below."""
+    out = []
+    for c in changes:
+        what = _DRIFT[c.action] if drift else _PENDING[c.action]
+        fields = [f"{f.path}: {_drift_text(f) if drift else _pending_text(f)}" for f in c.fields]
+        out.append(
+            f"    {c.kind} {c.namespace or ''}/{c.name} {what}"
+            if not drift
+            else f"  {s.env}/{s.app}: {c.kind} {c.namespace or ''}/{c.name} {what}"
+        )
+        out.extend(f"      {x}" for x in fields)
+    return out
 
 
 def _watch_drift_text(e: WatchEvent) -> str:
@@ -110,6 +135,10 @@ class View:
         status = f"revision {rel.current_revision}, {rel.current_status}" if rel.current_revision else "not installed"
         if rel.current_unverified:
             status += ", never seen healthy (an apply stopped while waiting for it)"
+        if (rel.current_status or "").startswith("pending-"):
+            status += (
+                ": a helm operation was stopped midway or still runs; apply recovers it once no apply holds the lock"
+            )
         head = (
             f"  {rel.app}: release {rel.release} in {rel.namespace}, chart {rel.chart}-{rel.chart_version} ({status})"
         )
@@ -145,9 +174,10 @@ class View:
         lines: list[str] = []
         for env in result.environments:
             lines.append(click.style(f"Environment {env.name}", bold=True) + f"  (context {env.context or 'current'})")
+            synced = env.outcome in (Outcome.SYNCED, Outcome.UNCHANGED) and env.synced_to
             rows = [
                 ["Outcome:", env.outcome.value],
-                ["Synced to:", env.synced_to],
+                *([["Synced to:", env.synced_to]] if synced else []),
                 ["Health:", env.health.value if env.health is not None else "-"],
                 ["Duration:", f"{env.duration:.1f}s"],
             ]
@@ -184,6 +214,10 @@ class View:
                     tablefmt="plain",
                 )
                 lines.extend("  " + line for line in table.splitlines())
+            lines.append("")
+        for name in result.not_reached:
+            lines.append(click.style(f"Environment {name}", bold=True) + "  not reached: left untouched")
+        if result.not_reached:
             lines.append("")
         if result.error:
             lines.append(click.style("Error: ", fg="red", bold=True) + result.error)
@@ -242,18 +276,16 @@ class View:
                 tablefmt="plain",
             ),
         ]
-        drifted = [s for s in statuses if s.drift]
-        if drifted:
-            out.append("")
-            out.append("Drift (Git differs from live):")
+        if any(s.drift for s in statuses):
+            out += ["", "Drift (live departs from what was promoted; `watch --self-heal` reverts it):"]
         for s in statuses:
-            for c in s.drift:
-                fields = [f"{f.path}: {_drift_text(f)}" for f in c.fields]
-                what = _DRIFT[c.action]
-                out.append(
-                    f"  {s.env}/{s.app}: {c.kind} {c.namespace or ''}/{c.name} {what}"
-                    + ("".join(f"\n      {x}" for x in fields))
-                )
+            out.extend(_change_lines(s, s.drift, drift=True))
+        if any(s.pending or s.pending_reason for s in statuses):
+            out += ["", "Pending (Git departs from what was promoted; `apply` promotes it, through the gate):"]
+        for s in statuses:
+            if s.pending or s.pending_reason:
+                out.append(f"  {s.env}/{s.app}: {s.pending_reason}")
+            out.extend(_change_lines(s, s.pending, drift=False))
         noted = [s for s in statuses if s.runtime]
         if noted:
             out.append("")
@@ -327,6 +359,8 @@ class View:
             return f"{head} runtime {message} (observed only: Kubernetes heals it)"
         if event.event == WatchEventKind.DRIFT:
             return f"{head} drift {_watch_drift_text(event)}"
+        if event.event == WatchEventKind.PENDING:
+            return f"{head} pending {message}"
         action = event.action.value if event.action is not None else ""
         changed = f"{action}: {', '.join(event.paths)}" if event.paths else action
         return f"{head} reverted {event.kind} {event.namespace or ''}/{event.name} ({changed})"

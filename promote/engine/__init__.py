@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from promote.engine.gating import gate_checks, gate_report
     from promote.engine.planning import plan
     from promote.engine.reporting import diffs, release_history, status, watch
-    from promote.engine.rollingback import rollback
+    from promote.engine.rollingback import rollback, unpin
     from promote.engine.runtime import Clock, Runtime
     from promote.engine.workspace import ApplyOptions, Options, Target, Workspace, validate
 
@@ -26,6 +26,7 @@ _HOME = {
     "gate_checks": "gating",
     "gate_report": "gating",
     "rollback": "rollingback",
+    "unpin": "rollingback",
     "Reconciled": "core",
     "reconcile": "core",
     "Clock": "runtime",
@@ -58,6 +59,7 @@ __all__ = [
     "release_history",
     "rollback",
     "status",
+    "unpin",
     "validate",
     "watch",
 ]

@@ -46,25 +46,38 @@ Ident = tuple[str, str, str, str]
 def _split(
     cluster: Cluster, t: Target, rendered: list[dict[str, Any]], hist: ReleaseHistory
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[Ident, dict[str, Any]]]:
-    """Resources and hooks of a render, namespaced the way helm will, and the old manifest by identity."""
+    """Resources and hooks of a render, as helm will apply them (see _as_helm_applies), and the old
+    manifest by identity, read the same way."""
     ns = t.env.namespace
     resources: list[dict[str, Any]] = []
     hooks: list[dict[str, Any]] = []
     for obj in rendered:
         (hooks if hook_annotation(obj) else resources).append(obj)
     for obj in resources:
-        md = obj.setdefault("metadata", {})
-        if cluster.resource(obj["apiVersion"], obj["kind"]).namespaced:
-            md.setdefault("namespace", ns)
-        else:
-            md.pop("namespace", None)
+        _as_helm_applies(cluster, obj, t.env.release, ns)
     old: dict[Ident, dict[str, Any]] = {}
     for obj in hist.deployed.manifest if hist.deployed else ():
-        md = obj.setdefault("metadata", {})
-        if cluster.resource(obj["apiVersion"], obj["kind"]).namespaced:
-            md.setdefault("namespace", ns)
+        _as_helm_applies(cluster, obj, t.env.release, ns)
         old[diff.identity(obj)] = obj
     return resources, hooks, old
+
+
+def _as_helm_applies(cluster: Cluster, obj: dict[str, Any], release: str, ns: str) -> None:
+    """A rendered object the way helm applies it: in the release's namespace when namespaced, and, for
+    a template that leaves `annotations:` or `labels:` empty (YAML null), with helm's own ownership
+    metadata there instead. Compared as rendered, the null reads as "delete every annotation", and the
+    object is drift forever, though helm, which merges its metadata into it, changes nothing."""
+    md = obj.get("metadata")
+    if not isinstance(md, dict):
+        md = obj["metadata"] = {}
+    if cluster.resource(obj["apiVersion"], obj["kind"]).namespaced:
+        md.setdefault("namespace", ns)
+    else:
+        md.pop("namespace", None)
+    if "labels" in md and md["labels"] is None:
+        md["labels"] = {"app.kubernetes.io/managed-by": "Helm"}
+    if "annotations" in md and md["annotations"] is None:
+        md["annotations"] = {"meta.helm.sh/release-name": release, "meta.helm.sh/release-namespace": ns}
 
 
 def _live(snap: Snapshot, objs: list[dict[str, Any]], namespace: str) -> dict[Ident, dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from promote import gate
+from promote import gate, pin
 from promote.engine.runtime import Runtime
 from promote.engine.syncing import release_health
 from promote.engine.workspace import Options, Target, Workspace
@@ -14,16 +14,21 @@ from promote.results import GateCheck, GateResult
 def gate_checks(
     ws: Workspace, runtime: Runtime, env: str, env_targets: list[Target], allow_dirty: bool
 ) -> list[GateCheck]:
-    """Every gate check for promoting `env` now (none for the first environment of the chain)."""
+    """Every gate check for promoting `env` now: its own pin, then (after the first environment of the
+    chain) a clean tree and, per app, what the upstream environment runs."""
+    checks = pin_checks(runtime, env, env_targets)
     upstream = ws.defs.upstream_of(env)
     if upstream is None:
-        return []
-    checks = [gate.clean_tree_check(ws.source.dirty_paths(), allow_dirty)]
+        return checks
+    checks.append(gate.clean_tree_check(ws.source.dirty_paths(), allow_dirty))
     for t in env_targets:
         up = t.app.environment(upstream)
         if up is None:
             continue
         up_cluster = runtime.cluster(up.context or ws.opts.context)
+        up_pin = pin.read(up_cluster, up.namespace, upstream)
+        if up_pin is not None:
+            checks.append(_upstream_pin_check(up_pin, t, upstream))
         hist = history(up_cluster, up.namespace, up.release)
         checks.extend(
             gate.upstream_checks(
@@ -38,6 +43,33 @@ def gate_checks(
             )
         )
     return checks
+
+
+def pins_of(runtime: Runtime, env: str, targets: list[Target]) -> dict[str, pin.Pin]:
+    """The pins of `env`, by namespace (an environment's apps may live in several)."""
+    out: dict[str, pin.Pin] = {}
+    for t in targets:
+        if t.env.namespace not in out and (p := pin.read(runtime.cluster(t.context), t.env.namespace, env)):
+            out[t.env.namespace] = p
+    return out
+
+
+def pin_checks(runtime: Runtime, env: str, targets: list[Target]) -> list[GateCheck]:
+    """A failing check per pin of `env` (none when it is not pinned)."""
+    return [
+        GateCheck("pin", GateResult.FAIL, f"{p.describe()}; `promote unpin {env}` releases it")
+        for p in pins_of(runtime, env, targets).values()
+    ]
+
+
+def _upstream_pin_check(up_pin: pin.Pin, t: Target, upstream: str) -> GateCheck:
+    """Upstream pinned: nothing goes further down the chain, least of all the artifact it rolled back from."""
+    blocked = up_pin.blocked.get(t.app.name)
+    if blocked is not None and blocked == t.artifact_digest:
+        why = f"artifact {blocked[:8]} was rolled back away from in {upstream} ({up_pin.describe()})"
+    else:
+        why = f"upstream {up_pin.describe()}"
+    return GateCheck("upstream-pin", GateResult.FAIL, f"{why}; `promote unpin {upstream}` releases it", t.app.name)
 
 
 def gate_report(opts: Options, env: str, allow_dirty: bool = False, runtime: Runtime | None = None) -> list[GateCheck]:

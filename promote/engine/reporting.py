@@ -8,6 +8,7 @@ Everything here is read-only.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,14 +16,23 @@ import yaml
 
 from promote import diff, health, record, sync
 from promote.cluster import Cluster
-from promote.engine.core import reconcile
+from promote.engine.core import Reconciled, reconcile
 from promote.engine.runtime import Runtime
 from promote.engine.syncing import release_health
 from promote.engine.workspace import Options, Target, Workspace
 from promote.errors import PromoteError
-from promote.plan import Action
+from promote.plan import Action, ResourceChange
 from promote.release import ReleaseHistory, history, promotion_of
-from promote.results import HistoryEntry, ReleaseStatus, ResourceDiff, SyncStatus, WatchEvent, WatchEventKind
+from promote.results import (
+    GateCheck,
+    GateResult,
+    HistoryEntry,
+    ReleaseStatus,
+    ResourceDiff,
+    SyncStatus,
+    WatchEvent,
+    WatchEventKind,
+)
 
 if TYPE_CHECKING:
     from promote.engine.workspace import ApplyOptions
@@ -109,49 +119,133 @@ def runtime_notes(cluster: Cluster, namespace: str, hist: ReleaseHistory) -> lis
                 notes.append(
                     f"{name}: {len(recreated)} pod(s) recreated since the last sync at {synced_at:%Y-%m-%d %H:%M:%S}"
                 )
-    return notes
+    return notes + sync.leftover_hooks(cluster, namespace, [h for r in hist.records for h in r.hooks])
 
 
 def status(opts: Options, env: str | None, runtime: Runtime | None = None) -> tuple[str, list[ReleaseStatus]]:
-    """Sync against the Git revision that would be applied now, health, drift and runtime notes."""
+    """Sync against the Git revision that would be applied now, health, and the three states kept apart:
+    drift (live departs from the last promoted state), pending (Git departs from it) and runtime notes."""
     runtime = runtime or Runtime.for_options(opts)
     with Workspace(opts) as ws:
         envs = (ws.defs.chain_to(env)[-1],) if env else ws.defs.chain
         targets = ws.targets(envs)
         done = reconcile(targets, runtime, violations=ws.validate(targets), while_rendering=ws.revision_soon)
         revision = ws.revision_soon().result()
-        out: list[ReleaseStatus] = []
-        for r in done:
-            t, p = r.target, r.plan
-            cluster = runtime.cluster(t.context)
-            hist = r.history or history(cluster, t.env.namespace, t.env.release)
-            h = release_health(cluster, t.env.namespace, hist)
-            promo = promotion_of(hist, hist.deployed)
-            if hist.deployed is None:
-                sync_status = SyncStatus.MISSING
-            elif p.has_changes or p.errors:
-                sync_status = SyncStatus.OUT_OF_SYNC
-            else:
-                sync_status = SyncStatus.SYNCED
-            drift = tuple(c for c in p.changes if c.hook is None and c.action != Action.UNCHANGED)
-            out.append(
-                ReleaseStatus(
-                    env=t.env.name,
-                    app=t.app.name,
-                    release=t.env.release,
-                    namespace=t.env.namespace,
-                    sync=sync_status,
-                    health=h.status,
-                    health_message=h.message,
-                    revision=revision,
-                    promoted_revision=promo.revision if promo else None,
-                    helm_revision=hist.deployed.revision if hist.deployed else None,
-                    drift=drift if hist.deployed else (),
-                    runtime=tuple(runtime_notes(cluster, t.env.namespace, hist)),
-                    errors=p.errors,
-                )
+        reasons = _PendingReasons(ws, runtime, targets)
+        return revision, [_release_status(runtime, r, revision, reasons) for r in done]
+
+
+def _release_status(runtime: Runtime, r: Reconciled, revision: str, reasons: _PendingReasons) -> ReleaseStatus:
+    t, p = r.target, r.plan
+    cluster = runtime.cluster(t.context)
+    hist = r.history or history(cluster, t.env.namespace, t.env.release)
+    h = release_health(cluster, t.env.namespace, hist)
+    promo = promotion_of(hist, hist.deployed)
+    drift, pending = split_changes(p.changes, r.rendered, hist) if hist.deployed else ((), ())
+    if hist.deployed is None:
+        sync_status = SyncStatus.MISSING
+    elif p.has_changes or p.errors:
+        sync_status = SyncStatus.OUT_OF_SYNC
+    else:
+        sync_status = SyncStatus.SYNCED
+    stuck = hist.latest is not None and hist.latest.status.startswith("pending-")
+    return ReleaseStatus(
+        env=t.env.name,
+        app=t.app.name,
+        release=t.env.release,
+        namespace=t.env.namespace,
+        sync=sync_status,
+        health=h.status,
+        health_message=h.message,
+        revision=revision,
+        promoted_revision=promo.revision if promo else None,
+        helm_revision=hist.deployed.revision if hist.deployed else None,
+        helm_status=hist.latest.status if hist.latest else None,
+        drift=drift,
+        pending=pending,
+        pending_reason=reasons.why(t, hist) if pending or stuck else "",
+        runtime=tuple(runtime_notes(cluster, t.env.namespace, hist)),
+        errors=p.errors,
+    )
+
+
+def split_changes(
+    changes: tuple[ResourceChange, ...], rendered: list[dict[str, Any]] | None, hist: ReleaseHistory
+) -> tuple[tuple[ResourceChange, ...], tuple[ResourceChange, ...]]:
+    """(drift, pending) among a plan's resource changes, field by field.
+
+    A field Git renders as the last promoted revision holds it, but live does not, is drift: only live
+    moved. A field Git renders differently is pending promotion, and so is an object only one of them
+    has. Secret values are compared by fingerprint, as the render cache keeps them.
+    """
+    assert hist.deployed is not None
+    promoted = {_key(o): diff.fingerprint_secret(o) for o in hist.deployed.manifest if "metadata" in o}
+    wanted = {_key(o): diff.fingerprint_secret(o) for o in rendered or () if "metadata" in o}
+    drift: list[ResourceChange] = []
+    pending: list[ResourceChange] = []
+    for c in changes:
+        if c.hook is not None or c.action == Action.UNCHANGED or c.kind == "Namespace":
+            continue
+        key = (c.api_version, c.kind, c.name)
+        if key not in promoted or key not in wanted:
+            pending.append(c)  # Git adds or drops the object
+            continue
+        if c.action != Action.UPDATE:  # live lost an object both Git and the promoted state have
+            (drift if promoted[key] == wanted[key] else pending).append(c)
+            continue
+        moved = [
+            f for f in c.fields if diff.value_at(promoted[key], f.segments) == diff.value_at(wanted[key], f.segments)
+        ]
+        git = [f for f in c.fields if f not in moved]
+        drift += [replace(c, fields=tuple(moved))] if moved else []
+        pending += [replace(c, fields=tuple(git))] if git else []
+    return tuple(drift), tuple(pending)
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    return str(obj.get("apiVersion", "")), str(obj.get("kind", "")), str(obj["metadata"].get("name", ""))
+
+
+class _PendingReasons:
+    """Why Git's content is not promoted yet, per release: the newest of a stuck or failed attempt,
+    else what the environment's gate says (asked once per environment), else that nobody applied it."""
+
+    def __init__(self, ws: Workspace, runtime: Runtime, targets: list[Target]) -> None:
+        self.ws, self.runtime, self.targets = ws, runtime, targets
+        self._gates: dict[str, list[str]] = {}
+
+    def why(self, t: Target, hist: ReleaseHistory) -> str:
+        latest, deployed = hist.latest, hist.deployed
+        if latest is not None and latest.status.startswith("pending-"):
+            return (
+                f"helm left revision {latest.revision} {latest.status}: an apply was interrupted or is still "
+                f"running; `promote rollback {t.env.name}` restores the last good revision"
             )
-        return revision, out
+        if (
+            latest is not None
+            and latest.status == "failed"
+            and (deployed is None or latest.revision > deployed.revision)
+        ):
+            retry = f"`promote apply {t.env.name}` to retry"
+            return f"the last attempt (revision {latest.revision}) failed; fix Git, or {retry}"
+        held = self._gate(t.env.name)
+        if held:
+            return "held by the gate: " + "; ".join(held)
+        return f"not applied yet: `promote apply {t.env.name}`"
+
+    def _gate(self, env: str) -> list[str]:
+        if env not in self._gates:
+            from promote.engine.gating import gate_checks
+
+            env_targets = [t for t in self.targets if t.env.name == env]
+            try:
+                checks = gate_checks(self.ws, self.runtime, env, env_targets, allow_dirty=False)
+            except PromoteError as e:
+                checks = [GateCheck("gate", GateResult.FAIL, f"cannot evaluate the gate: {e}")]
+            self._gates[env] = [
+                f"{c.app + ': ' if c.app else ''}{c.reason}" for c in checks if c.result == GateResult.FAIL
+            ]
+        return self._gates[env]
 
 
 def _yaml(obj: dict[str, Any] | None, target: Target, masked_changed: set[str], side: str) -> str:
@@ -171,6 +265,12 @@ def diffs(opts: Options, env: str, runtime: Runtime | None = None) -> list[Resou
             t = r.target
             if r.plan.errors:
                 raise PromoteError(f"cannot diff {env}/{t.app.name}: {'; '.join(r.plan.errors)}")
+            if (r.plan.current_status or "").startswith("pending-"):
+                raise PromoteError(
+                    f"cannot diff {env}/{t.app.name}: release {t.env.release} in {t.env.namespace} is "
+                    f"{r.plan.current_status} (revision {r.plan.current_revision}): a helm operation was stopped "
+                    f"midway or still runs, so live is not what any revision says; `promote rollback {env}`"
+                )
             for change, live, wanted in r.objects:
                 if change.action == Action.UNCHANGED:
                     continue
@@ -193,7 +293,8 @@ def diffs(opts: Options, env: str, runtime: Runtime | None = None) -> list[Resou
 
 
 def _check_events(at: datetime, s: ReleaseStatus) -> Iterator[WatchEvent]:
-    """What one check of one release found: its errors, runtime notes, and drift field by field."""
+    """What one check of one release found: its errors, runtime notes, drift field by field, and what
+    Git holds that is not promoted yet."""
 
     def event(what: WatchEventKind, /, **fields: Any) -> WatchEvent:
         return WatchEvent(event=what, at=at, env=s.env, app=s.app, **fields)
@@ -210,6 +311,11 @@ def _check_events(at: datetime, s: ReleaseStatus) -> Iterator[WatchEvent]:
             # A Secret's values stay out of the event itself, not just out of what a view prints.
             values = {} if f.sensitive else {"git": f.after, "live": f.before}
             yield event(WatchEventKind.DRIFT, path=f.path, sensitive=f.sensitive, **values, **where)
+    if s.pending or s.pending_reason:
+        # One event per release, not per field: it is news for whoever promotes, not something to revert.
+        kinds = sorted({f"{c.kind} {c.name}" for c in s.pending})
+        what = f" ({', '.join(kinds)})" if kinds else ""
+        yield event(WatchEventKind.PENDING, message=f"{s.pending_reason}{what}")
 
 
 def watch(
@@ -221,50 +327,74 @@ def watch(
     max_iterations: int | None,
     duration: float | None,
     aopts: ApplyOptions | None = None,
-    sleep: Callable[[float], None] | None = None,
+    runtime: Runtime | None = None,
+    check: Callable[[], list[ReleaseStatus]] | None = None,
+    heal: Callable[[ReleaseStatus], None] | None = None,
 ) -> Iterator[WatchEvent]:
-    """Check `env` in a loop, yielding drift and runtime notes as they are seen; with self-heal, revert drift.
+    """Check `env` in a loop, yielding drift, pending and runtime notes as they are seen; with self-heal,
+    put drifted releases back to what was promoted.
 
-    Runtime fluctuation is only reported: Kubernetes' controllers heal it. Events come as each check ends,
-    so a consumer prints them live; the generator sleeps `interval` between checks and stops after
-    `max_iterations` checks or before a check that would end past `duration`.
+    Runtime fluctuation is only reported: Kubernetes' controllers heal it; pending Git content is apply's
+    to promote, through the gate. Events come as each check ends, so a consumer prints them live; the
+    generator sleeps `interval` (on the runtime's clock) between checks and stops after `max_iterations`
+    checks or before a check that would end past `duration`. `check` (one status of env) and `heal` (one
+    drifted release) default to the real ones.
     """
-    import time
-
-    from promote.engine.applying import apply
     from promote.engine.workspace import ApplyOptions
 
-    sleep = sleep or time.sleep
-    start = time.monotonic()
+    runtime = runtime or Runtime.for_options(opts)
+    clock = runtime.clock
+    check = check or (lambda: status(opts, env, runtime)[1])
+    heal = heal or _healer(opts, env, runtime, aopts or ApplyOptions(only=True))
+    start = clock.monotonic()
     i = 0
     while True:
         i += 1
-        at = record.now()
-        _, statuses = status(opts, env)
+        at = clock.now()
+        statuses = check()
         for s in statuses:
             yield from _check_events(at, s)
-        if self_heal and any(s.drift for s in statuses):
-            result = apply(opts, aopts or ApplyOptions(only=True), env, lambda ev: None)
-            healed = record.now()
-            if result.error:
-                yield WatchEvent(event=WatchEventKind.HEAL_FAILED, at=healed, env=env, message=result.error)
-            for env_result in result.environments:
-                for r in env_result.releases:
-                    for c in r.changes:
-                        if c.hook is None and c.action != Action.UNCHANGED:
-                            yield WatchEvent(
-                                event=WatchEventKind.REVERTED,
-                                at=healed,
-                                env=env,
-                                app=r.app,
-                                action=c.action,
-                                kind=c.kind,
-                                namespace=c.namespace,
-                                name=c.name,
-                                paths=tuple(f.path for f in c.fields),
-                            )
+        for s in statuses if self_heal else ():
+            if s.drift:
+                yield from _healed(clock.now, env, s, heal)
         if max_iterations is not None and i >= max_iterations:
             return
-        if duration is not None and time.monotonic() - start + interval > duration:
+        if duration is not None and clock.monotonic() - start + interval > duration:
             return
-        sleep(interval)
+        clock.sleep(interval)
+
+
+def _healer(opts: Options, env: str, runtime: Runtime, aopts: ApplyOptions) -> Callable[[ReleaseStatus], None]:
+    """Self-heal of one release: back to what was promoted (never to newer Git content)."""
+    from promote.engine.syncing import restore_promoted
+
+    def heal(s: ReleaseStatus) -> None:
+        with Workspace(opts) as ws:
+            target = next(t for t in ws.targets((env,)) if t.app.name == s.app)
+        restore_promoted(runtime, target, aopts)
+
+    return heal
+
+
+def _healed(
+    now: Callable[[], datetime], env: str, s: ReleaseStatus, heal: Callable[[ReleaseStatus], None]
+) -> Iterator[WatchEvent]:
+    """Heal one drifted release; what was reverted, or why it could not be."""
+    try:
+        heal(s)
+    except PromoteError as e:
+        yield WatchEvent(event=WatchEventKind.HEAL_FAILED, at=now(), env=env, message=f"{s.app}: {e}")
+        return
+    at = now()
+    for c in s.drift:
+        yield WatchEvent(
+            event=WatchEventKind.REVERTED,
+            at=at,
+            env=env,
+            app=s.app,
+            action=c.action,
+            kind=c.kind,
+            namespace=c.namespace,
+            name=c.name,
+            paths=tuple(f.path for f in c.fields),
+        )

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from promote import record, sync
+from promote import pin, record, sync
 from promote.engine.runtime import Runtime
 from promote.engine.syncing import ReleaseSync, SyncMode, env_health, recover_pending, release_health
 from promote.engine.workspace import ApplyOptions, Options, Target, Workspace
 from promote.errors import HelmError, PromoteError, UnknownRevision, exit_code_for
-from promote.release import ReleaseHistory, history, promotion_of
+from promote.release import ReleaseHistory, ReleaseRecord, history, promotion_of
 from promote.results import ApplyResult, EnvResult, Outcome, ReleaseResult
 
 
@@ -36,9 +36,19 @@ def rollback(
             targets = ws.targets((ws.defs.chain_to(env)[-1],))
             runtime.connect([t.context for t in targets])
             revision = ws.source.revision()
+            blocked: dict[str, str] = {}
+            decided = False  # a rollback chosen by someone, not only the way out of a stuck release
             for t in targets:
                 context = runtime.cluster(t.context).context
+                hist, deployed = _current(runtime, t)
+                stuck = to is None and hist.latest is not None and hist.latest.status.startswith("pending-")
+                away_from = promotion_of(hist, deployed)
                 results.append(_rollback_release(ws, runtime, t, aopts, to, emit))
+                decided = decided or not stuck
+                if away_from is not None and not stuck:
+                    blocked[t.app.name] = away_from.artifact
+            if decided:
+                _pin(runtime, env, targets, results, blocked, aopts.reason)
         res = EnvResult(
             name=env,
             context=context,
@@ -59,6 +69,42 @@ def rollback(
         return ApplyResult(
             target=env, revision=revision, environments=(res,), error=str(e), exit_code=int(exit_code_for(e))
         )
+
+
+def _current(runtime: Runtime, t: Target) -> tuple[ReleaseHistory, ReleaseRecord | None]:
+    hist = history(runtime.cluster(t.context), t.env.namespace, t.env.release, current_only=True)
+    return hist, hist.deployed
+
+
+def _pin(
+    runtime: Runtime,
+    env: str,
+    targets: list[Target],
+    results: list[ReleaseResult],
+    blocked: dict[str, str],
+    reason: str,
+) -> None:
+    """Hold `env` at what it was rolled back to, in every namespace its apps live in."""
+    at = ", ".join(f"{r.app} revision {r.revision}" for r in results)
+    p = pin.Pin(
+        env=env, by=record.who(), at=runtime.clock.now().isoformat(), reason=reason, pinned_at=at, blocked=blocked
+    )
+    for ns, ctx in {(t.env.namespace, t.context) for t in targets}:
+        pin.write(runtime.cluster(ctx), ns, p)
+
+
+def unpin(opts: Options, env: str, runtime: Runtime | None = None) -> list[pin.Pin]:
+    """Release `env` from the pin a rollback left: apply, self-heal and the next gate go back to Git."""
+    runtime = runtime or Runtime.for_options(opts)
+    with Workspace(opts) as ws:
+        targets = ws.targets((ws.defs.chain_to(env)[-1],))
+        runtime.connect([t.context for t in targets])
+        released: list[pin.Pin] = []
+        for ns, ctx in sorted({(t.env.namespace, t.context) for t in targets}, key=str):
+            cluster = runtime.cluster(ctx)
+            if (p := pin.read(cluster, ns, env)) is not None and pin.clear(cluster, ns, env):
+                released.append(p)
+        return released
 
 
 def pick(hist: ReleaseHistory, to: str | None) -> tuple[int, record.Promotion | None]:

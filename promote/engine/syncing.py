@@ -21,7 +21,7 @@ from promote.cluster import Cluster
 from promote.engine.core import Reconciled, reconcile
 from promote.engine.runtime import Runtime
 from promote.engine.workspace import ApplyOptions, Target
-from promote.errors import HelmError, PromoteError
+from promote.errors import HelmError, Interrupted, PromoteError
 from promote.helm.client import Helm
 from promote.lock import EnvLock
 from promote.release import ReleaseHistory, ReleaseRecord, history, last_good, restore_point, stamp, unverified
@@ -138,11 +138,13 @@ class ReleaseSync:
         hist, rendered = done.history, done.rendered
         assert hist is not None and rendered is not None
         objs = [o for o in rendered if not hook_annotation(o)]
+        hooks = [o for o in rendered if hook_annotation(o)]
         workloads = [(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs if health.kind_of(o).runs_pods]
-        # helm waits (atomically) only when post-* hooks must see ready resources; else our wait is faster.
+        jobs = [(o["apiVersion"], o["metadata"]["name"], sync.hook_phase(o)) for o in hooks if o.get("kind") == "Job"]
+        # helm waits only when post-* hooks must see ready resources; else our wait is faster.
         helm_waits = sync.runs_post_hooks(rendered)
         good, newest = restore_point(hist), hist.latest.revision if hist.latest else 0
-        with sync.Watcher(self.cluster, t.env.name, ns, workloads, self.emit):
+        with sync.Watcher(self.cluster, t.env.name, ns, workloads, self.emit, hook_jobs=jobs):
             try:
                 rev = asyncio.run(
                     sync.helm_upgrade(
@@ -157,14 +159,20 @@ class ReleaseSync:
                     )
                 )
             except PromoteError as e:
-                if helm_waits:
-                    raise
+                why = sync.explain(self.cluster, ns, objs, hooks)
                 undone = restore_after_failure(self.runtime, t, good, newest, self.aopts)
-                raise HelmError(f"sync of release {t.env.release} in {ns} failed, {undone}: {e}") from e
-            h = sync.wait_healthy(self.cluster, ns, objs, self.aopts.timeout)
+                because = f"; {why}" if why else ""
+                raise type(e)(f"sync of release {t.env.release} in {ns} failed, {undone}: {e}{because}") from e
+            except KeyboardInterrupt as e:
+                raise self._interrupted(good, newest) from e
+            try:
+                h = sync.wait_healthy(self.cluster, ns, objs, self.aopts.timeout)
+            except KeyboardInterrupt as e:
+                raise self._interrupted(good, newest) from e
         if h.status != health.HealthStatus.HEALTHY:
+            why = sync.explain(self.cluster, ns, objs)
             undone = restore_after_failure(self.runtime, t, good, newest, self.aopts)
-            raise sync.health_error(t.env.release, ns, h, self.aopts.timeout, undone)
+            raise sync.health_error(t.env.release, ns, h, self.aopts.timeout, undone, why)
         stamp_synced(self.cluster, t, rev, objs)
         return ReleaseResult(
             app=t.app.name,
@@ -176,6 +184,14 @@ class ReleaseSync:
             message=h.message,
             changes=done.plan.changes,
         )
+
+    def _interrupted(self, good: ReleaseRecord | None, newest: int) -> Interrupted:
+        """Ctrl-C or SIGTERM mid-sync: helm was stopped; go back to the last good revision (a stopped
+        helm leaves the release pending-upgrade, which nobody else may touch) and say where it is."""
+        t = self.target
+        self._say("Release", t.env.release, "Interrupted", "interrupted: restoring the last good revision")
+        undone = restore_after_failure(self.runtime, t, good, newest, self.aopts)
+        return Interrupted(f"interrupted during the sync of release {t.env.release} in {t.env.namespace}: {undone}")
 
     # --- reporting ---------------------------------------------------------------------------------
 
@@ -223,6 +239,39 @@ def env_health(runtime: Runtime, targets: list[Target]) -> health.HealthStatus:
         c = runtime.cluster(t.context)
         hs.append(release_health(c, t.env.namespace, history(c, t.env.namespace, t.env.release, current_only=True)))
     return health.worst(hs).status
+
+
+# --- self-heal --------------------------------------------------------------------------------------
+
+
+def restore_promoted(runtime: Runtime, t: Target, aopts: ApplyOptions) -> str:
+    """Put back the last promoted state of one release over drift: `helm rollback` to the revision that
+    is deployed now (the same manifest, applied again), under the environment's lock; then wait for
+    health and stamp it. Git is not rendered: new Git content is apply's to promote, through the gate,
+    and a pinned environment stays at its pin. What was done, for the report."""
+    cluster, ns, release = runtime.cluster(t.context), t.env.namespace, t.env.release
+    lock = EnvLock(cluster, ns, t.env.name, f"{record.who()}/{os.getpid()}", ttl=aopts.lock_ttl, subject=release)
+    lock.acquire(aopts.lock_timeout)
+    try:
+        hist = history(cluster, ns, release)
+        if hist.latest and hist.latest.status.startswith("pending-"):
+            raise HelmError(stuck_message(t.env.name, release, ns, hist))
+        deployed = hist.deployed
+        if deployed is None:
+            raise HelmError(f"nothing to restore: release {release} in {ns} has no deployed revision")
+        helm = runtime.helm_for(cluster, context=t.context, wait=aopts.timeout)
+        asyncio.run(helm.rollback(release, ns, deployed.revision, aopts.timeout))
+        objs = [o for o in deployed.manifest if "metadata" in o]
+        h = sync.wait_healthy(cluster, ns, objs, aopts.timeout)
+        if h.status != health.HealthStatus.HEALTHY:
+            why = sync.explain(cluster, ns, objs)
+            raise sync.health_error(release, ns, h, aopts.timeout, "", why)
+        now = history(cluster, ns, release).deployed
+        if now is not None:
+            stamp_synced(cluster, t, now.revision, objs)
+        return f"restored revision {deployed.revision} (as revision {now.revision if now else '?'})"
+    finally:
+        lock.release()
 
 
 # --- restoring --------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ class ApplyOptions:
     lock_ttl: float = 30.0
     only: bool = False
     allow_dirty: bool = False
+    unpin: bool = False  # release a pin left by `promote rollback` instead of respecting it
+    reason: str = ""  # why a rollback was made, recorded on the pin it leaves
 
 
 @dataclass(frozen=True)

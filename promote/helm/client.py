@@ -161,9 +161,9 @@ class Helm:
             release,
             self.chart(info),
             values,
-            # One flag, two names: Helm 4 calls --atomic --rollback-on-failure.
-            atomic=wait and self.major < 4,
-            rollback_on_failure=wait and self.major >= 4,
+            # promote restores a failed sync itself (after reading why it failed, which helm's own
+            # rollback would erase): neither --atomic nor Helm 4's --rollback-on-failure.
+            atomic=False,
             wait=wait,
             create_namespace=True,
             namespace=namespace,

@@ -179,9 +179,13 @@ def test_status_json_matches_schema(world: World) -> None:
         ("default", "Synced", "Healthy"),
         ("prod", "OutOfSync", "Healthy"),
     ]
-    (drift,) = doc["releases"][1]["drift"]
-    assert (drift["kind"], drift["action"]) == ("Secret", "update")
-    assert drift["fields"][0]["sensitive"] is True
+    # prod was rolled back to the old password, which Git has since rotated: pending, not drift.
+    prod = doc["releases"][1]
+    (pending,) = prod["pending"]
+    assert prod["drift"] == []
+    assert (pending["kind"], pending["action"]) == ("Secret", "update")
+    assert pending["fields"][0]["sensitive"] is True
+    assert "prod is pinned" in prod["pendingReason"]
 
 
 def test_status_yaml_and_table(world: World) -> None:
@@ -241,7 +245,7 @@ def test_history_json_matches_schema(world: World) -> None:
 
 
 def _without_time(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in d.items() if k != "time"} for d in docs if d["event"] == "drift"]
+    return [{k: v for k, v in d.items() if k != "time"} for d in docs if d["event"] == "pending"]
 
 
 def test_watch_prints_json_lines_that_match_the_schema_and_mask_the_secret(world: World) -> None:
@@ -252,18 +256,17 @@ def test_watch_prints_json_lines_that_match_the_schema_and_mask_the_secret(world
     docs = [json.loads(line) for line in as_json.stdout.splitlines()]
     for doc in docs:
         assert_branch(doc, "watch-event", "watchEvent")
-    drift = [
-        (d["app"], d["action"], d["kind"], d["path"], d["sensitive"], d["git"], d["live"])
-        for d in docs
-        if d["event"] == "drift"
-    ]
-    assert drift == [("python-app", "update", "Secret", "data.password", True, None, None)], docs
-    assert {d["event"] for d in docs} <= {"drift", "runtime"}, docs
+    # The rotated password is pending (prod was rolled back and pinned): one event, no value in it.
+    pending = [(d["app"], d["event"]) for d in docs if d["event"] == "pending"]
+    assert pending == [("python-app", "pending")], docs
+    assert {d["event"] for d in docs} <= {"pending", "runtime"}, docs
+    (message,) = [d["message"] for d in docs if d["event"] == "pending"]
+    assert "prod is pinned" in message and "Secret python-app-secret" in message
     yaml_docs = list(yaml.safe_load_all(as_yaml.stdout))
     for doc in yaml_docs:
         assert_branch(doc, "watch-event", "watchEvent")
     assert _without_time(yaml_docs) == _without_time(docs)
-    assert "data.password: (sensitive value changed)" in table
+    assert "pending held by the gate: prod is pinned" in table
 
 
 # --- validate ------------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_kubectl_scale_is_drift_and_apply_reverts_it(kube: Kube, deployed: Deplo
     assert drifted(rel) == [("update", "Deployment", PROD_RELEASE)]
     assert drift_fields(rel) == {("Deployment", "spec.replicas"): {"path": "spec.replicas", "from": 1, "to": 3}}
     table = expect(cli(deployed.repo, "status", "prod"), 0, "status prod").stdout
-    assert f"Deployment {deployed.prod_ns}/{PROD_RELEASE} drifted\n      spec.replicas: 3 in Git, 1 live" in table
+    assert f"Deployment {deployed.prod_ns}/{PROD_RELEASE} drifted\n      spec.replicas: 3 promoted, 1 live" in table
 
     apply_prod(deployed.repo)
 

@@ -158,10 +158,10 @@ def test_exit_codes_once_default_runs(tmp_path: Path, two_namespaces: tuple[str,
     edit_env(repo, "prod", soak="0s")
     commit(repo, "prod: no soak")
 
-    # Dirty tree: 3, only the clean-tree check failing.
+    # Dirty tree: 3, refused by the clean-tree check before anything else is asked.
     edit_env(repo, "prod", values={"replicaCount": 4})
     dirty = doc(repo, "apply", "prod", "--only", code=3)
-    assert gate(dirty, "prod") == {"clean-tree": "fail", "upstream-artifact": "pass", "upstream-health": "pass"}
+    assert gate(dirty, "prod") == {"clean-tree": "fail"}
     git(repo, "checkout", "--", DEFINITION)
 
     # Upstream not on the artifact (--only does not sync default first): 3.

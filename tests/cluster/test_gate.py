@@ -94,10 +94,9 @@ def test_dirty_tree_blocks_prod_unless_allowed(tmp_path: Path, kube: Kube, two_n
 
     blocked = apply(repo, "prod", code=3)
 
-    assert [(e["name"], e["outcome"]) for e in blocked.doc["environments"]] == [
-        ("default", "unchanged"),
-        ("prod", "blocked"),
-    ]
+    # Refused before any environment is touched (default is not even applied), naming prod's gate.
+    assert [(e["name"], e["outcome"]) for e in blocked.doc["environments"]] == [("prod", "blocked")]
+    assert blocked.doc["notReached"] == ["default"]
     assert f"uncommitted changes in {DEFINITION}" in blocked.doc["error"]
     assert "--allow-dirty" in blocked.doc["error"]
     _nothing_in(kube, prod_ns, PROD_RELEASE)

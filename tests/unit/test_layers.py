@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("views and engine", {"views", "engine"}),
     (
         "concerns",
-        {"diff", "health", "sync", "gate", "lock", "record", "release", "snapshot", "saved", "render"},
+        {"diff", "health", "sync", "gate", "lock", "pin", "record", "release", "snapshot", "saved", "render"},
     ),
     ("adapters", {"cluster", "helm", "rendercache"}),
     ("definitions", {"model", "values", "source", "chart"}),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,11 @@ from click.testing import CliRunner
 
 import promote.engine
 from promote.cli import main
-from promote.engine import Options, applying, reporting
-from promote.errors import ClusterError
+from promote.engine import Clock, Options, Runtime, reporting
+from promote.errors import ClusterError, GateBlocked
 from promote.plan import Action, FieldChange, ResourceChange
 from promote.results import (
-    ApplyResult,
-    EnvResult,
     HealthStatus,
-    Outcome,
-    ReleaseResult,
     ReleaseStatus,
     SyncStatus,
     WatchEvent,
@@ -68,44 +65,52 @@ def _status(
     )
 
 
-class Fakes:
-    """status() answers from a queue (the last answer repeats); apply() and sleep() are recorded."""
+class FakeClock(Clock):
+    """Time that moves only when the watch sleeps; the sleeps are recorded."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *answers: list[ReleaseStatus], heal: ApplyResult) -> None:
-        self.answers = list(answers)
-        self.status_calls = 0
-        self.applied: list[str] = []
+    def __init__(self) -> None:
+        self.t = 0.0
         self.slept: list[float] = []
-        self.heal = heal
-        monkeypatch.setattr(reporting, "status", self.status)
-        monkeypatch.setattr(applying, "apply", self.apply)
 
-    def status(self, opts: Options, env: str | None) -> tuple[str, list[ReleaseStatus]]:
-        self.status_calls += 1
-        return "abc", self.answers[min(self.status_calls, len(self.answers)) - 1]
+    def now(self) -> datetime:
+        return T0 + timedelta(seconds=self.t)
 
-    def apply(self, opts: Options, aopts: Any, env: str, on_event: Any) -> ApplyResult:
-        self.applied.append(env)
-        return self.heal
+    def monotonic(self) -> float:
+        return self.t
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
+        self.t += seconds
+
+
+class Fakes:
+    """The watch loop with its two seams filled: status answers from a queue (the last answer repeats),
+    and healing one release is recorded (or fails with `heal_error`)."""
+
+    def __init__(self, *answers: list[ReleaseStatus], heal_error: str | None = None) -> None:
+        self.answers = list(answers)
+        self.status_calls = 0
+        self.healed: list[str] = []
+        self.heal_error = heal_error
+        self.clock = FakeClock()
+
+    @property
+    def slept(self) -> list[float]:
+        return self.clock.slept
+
+    def status(self) -> list[ReleaseStatus]:
+        self.status_calls += 1
+        return self.answers[min(self.status_calls, len(self.answers)) - 1]
+
+    def heal(self, s: ReleaseStatus) -> None:
+        if self.heal_error:
+            raise GateBlocked(self.heal_error)
+        self.healed.append(s.app)
 
     def watch(self, **kw: Any) -> Iterator[WatchEvent]:
         args: dict[str, Any] = {"interval": 5.0, "self_heal": False, "max_iterations": 1, "duration": None}
-        return reporting.watch(OPTS, "prod", sleep=self.sleep, **(args | kw))
-
-
-def _healed(error: str | None = None) -> ApplyResult:
-    fields = (FieldChange("spec.replicas", 1, 3),)
-    changes = (
-        _deployment(Action.UPDATE, *fields),
-        ResourceChange(Action.UNCHANGED, "v1", "Service", "ns", "web"),
-        _secret_change(),
-    )
-    release = ReleaseResult(app="web", release="web-prod", namespace="ns", outcome=Outcome.SYNCED, changes=changes)
-    env = EnvResult(name="prod", context=None, outcome=Outcome.SYNCED, releases=(release,))
-    return ApplyResult(target="prod", revision="abc", environments=(env,), error=error, exit_code=1 if error else 0)
+        runtime = Runtime(clock=self.clock)
+        return reporting.watch(OPTS, "prod", runtime=runtime, check=self.status, heal=self.heal, **(args | kw))
 
 
 def _shape(e: WatchEvent) -> tuple[Any, ...]:
@@ -115,7 +120,7 @@ def _shape(e: WatchEvent) -> tuple[Any, ...]:
 # --- the engine's events ---------------------------------------------------------------------------
 
 
-def test_a_check_yields_errors_runtime_notes_and_drift_field_by_field(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_check_yields_errors_runtime_notes_and_drift_field_by_field() -> None:
     drift = (
         _deployment(Action.UPDATE, FieldChange("spec.replicas", 5, 3), FieldChange("metadata.labels.tier", None, "a")),
         _secret_change(),
@@ -123,7 +128,7 @@ def test_a_check_yields_errors_runtime_notes_and_drift_field_by_field(monkeypatc
         ResourceChange(Action.DELETE, "v1", "Service", "ns", "old"),
     )
     status = _status(drift=drift, runtime=("Pod web-1: 2 restart(s)",), errors=("render failed",))
-    fakes = Fakes(monkeypatch, [status], heal=_healed())
+    fakes = Fakes([status])
 
     events = list(fakes.watch())
 
@@ -138,54 +143,64 @@ def test_a_check_yields_errors_runtime_notes_and_drift_field_by_field(monkeypatc
         (d, "web", Action.DELETE, "Service", "old", None, None, None, False, (), ""),
     ]
     assert {(ev.env, ev.namespace) for ev in events if ev.event == d} == {("prod", "ns")}
-    assert fakes.applied == []
+    assert fakes.healed == []
 
 
-def test_self_heal_applies_once_per_drifted_check_and_yields_what_it_reverted(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_self_heal_heals_each_drifted_release_once_and_yields_what_it_reverted() -> None:
     drifted = [_status(drift=(_deployment(Action.UPDATE, FieldChange("spec.replicas", 1, 3)),))]
-    fakes = Fakes(monkeypatch, drifted, [_status()], heal=_healed())
+    fakes = Fakes(drifted, [_status()])
 
     events = list(fakes.watch(self_heal=True, max_iterations=2))
 
     assert [(ev.event, ev.action, ev.kind, ev.paths) for ev in events] == [
         (WatchEventKind.DRIFT, Action.UPDATE, "Deployment", ()),
         (WatchEventKind.REVERTED, Action.UPDATE, "Deployment", ("spec.replicas",)),
-        (WatchEventKind.REVERTED, Action.UPDATE, "Secret", ("data.password",)),
     ]
-    assert fakes.applied == ["prod"]
+    assert fakes.healed == ["web"]
     assert events[0].at <= events[1].at
 
 
-def test_a_failed_self_heal_is_an_event_of_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pending_git_content_is_one_event_and_never_healed() -> None:
+    image = FieldChange("spec.template.spec.containers[name=app].image", "app:1.0", "app:1.1")
+    held = replace(_status(), pending=(_deployment(Action.UPDATE, image),), pending_reason="held by the gate: soak")
+    fakes = Fakes([held])
+
+    events = list(fakes.watch(self_heal=True))
+
+    assert [(ev.event, ev.message) for ev in events] == [
+        (WatchEventKind.PENDING, "held by the gate: soak (Deployment web)")
+    ]
+    assert fakes.healed == []
+
+
+def test_a_failed_self_heal_is_an_event_of_the_environment() -> None:
     drifted = [_status(drift=(_deployment(Action.DELETE),))]
-    fakes = Fakes(monkeypatch, drifted, heal=ApplyResult(target="prod", revision="abc", error="gate blocked"))
+    fakes = Fakes(drifted, heal_error="gate blocked")
 
     events = list(fakes.watch(self_heal=True))
 
     assert [(ev.event, ev.env, ev.app, ev.message) for ev in events[1:]] == [
-        (WatchEventKind.HEAL_FAILED, "prod", None, "gate blocked")
+        (WatchEventKind.HEAL_FAILED, "prod", None, "web: gate blocked")
     ]
 
 
-def test_watch_checks_max_iterations_times_sleeping_between(monkeypatch: pytest.MonkeyPatch) -> None:
-    fakes = Fakes(monkeypatch, [_status(runtime=("Pod web-1: not ready (Pending)",))], heal=_healed())
+def test_watch_checks_max_iterations_times_sleeping_between() -> None:
+    fakes = Fakes([_status(runtime=("Pod web-1: not ready (Pending)",))])
 
     events = list(fakes.watch(max_iterations=3, interval=7.0))
 
     assert (len(events), fakes.status_calls, fakes.slept) == (3, 3, [7.0, 7.0])
 
 
-def test_watch_stops_before_a_check_that_would_end_past_the_duration(monkeypatch: pytest.MonkeyPatch) -> None:
-    fakes = Fakes(monkeypatch, [_status()], heal=_healed())
+def test_watch_stops_before_a_check_that_would_end_past_the_duration() -> None:
+    fakes = Fakes([_status()])
 
     assert list(fakes.watch(max_iterations=None, duration=10.0, interval=30.0)) == []
     assert (fakes.status_calls, fakes.slept) == (1, [])
 
 
-def test_events_arrive_as_each_check_ends(monkeypatch: pytest.MonkeyPatch) -> None:
-    fakes = Fakes(monkeypatch, [_status(errors=("first",))], [_status(errors=("second",))], heal=_healed())
+def test_events_arrive_as_each_check_ends() -> None:
+    fakes = Fakes([_status(errors=("first",))], [_status(errors=("second",))])
     events = fakes.watch(max_iterations=2)
 
     assert next(events).message == "first"
@@ -200,8 +215,8 @@ def test_a_sensitive_event_cannot_hold_values() -> None:
 
 
 @pytest.mark.parametrize("fmt", list(OutputFormat))
-def test_no_secret_value_reaches_any_format(monkeypatch: pytest.MonkeyPatch, fmt: OutputFormat) -> None:
-    fakes = Fakes(monkeypatch, [_status(drift=(_secret_change(),))], heal=_healed())
+def test_no_secret_value_reaches_any_format(fmt: OutputFormat) -> None:
+    fakes = Fakes([_status(drift=(_secret_change(),))])
     view = View(fmt, stream=True)
 
     out = "\n".join(view.watch_event(ev) for ev in fakes.watch(self_heal=True))
