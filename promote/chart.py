@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from promote.errors import ConfigError, HelmError
+from promote import yamlio
+from promote.errors import ChartError, ConfigError, HelmError
 
 
 class YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -87,9 +88,11 @@ def chart_info(path: Path) -> ChartInfo:
     """Read a chart directory's metadata and digest its content (every file, sorted by path)."""
     chart_yaml = path / "Chart.yaml"
     try:
-        meta = yaml.load(chart_yaml.read_text(), Loader=YamlLoader)
+        meta = yaml.load(yamlio.read_text(chart_yaml), Loader=YamlLoader)
     except (OSError, yaml.YAMLError) as e:
         raise HelmError(f"cannot read chart metadata {chart_yaml}: {e}") from e
+    if not isinstance(meta, dict):
+        raise HelmError(f"cannot read chart metadata {chart_yaml}: not a mapping")
     h = hashlib.sha256()
     scan = _Scan()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -117,7 +120,7 @@ def parsed(info: ChartInfo, name: str) -> Any:
     """A YAML file of the chart, parsed once per run (a copy: callers may change it)."""
     key = (info.path, info.digest, name)
     if key not in _PARSED:
-        _PARSED[key] = yaml.load((info.path / name).read_text(), Loader=YamlLoader)
+        _PARSED[key] = yaml.load(yamlio.read_text(info.path / name), Loader=YamlLoader)
     return copy.deepcopy(_PARSED[key])
 
 
@@ -141,10 +144,32 @@ def chart_schema(info: ChartInfo) -> dict[str, Any] | None:
     if not f.exists():
         return None
     try:
-        data: dict[str, Any] = json.loads(f.read_text())
+        data: dict[str, Any] = json.loads(yamlio.read_text(f))
     except ValueError as e:
         raise HelmError(f"chart {info.name}: values.schema.json is not valid JSON: {e}") from e
     return data
+
+
+def chart_crds(info: ChartInfo) -> list[dict[str, Any]]:
+    """The CustomResourceDefinitions in the chart's crds/ folder: helm creates them on the first install
+    (and never changes them after), apart from the templates."""
+    folder = info.path / "crds"
+    if not folder.is_dir():
+        return []
+    out: list[dict[str, Any]] = []
+    for f in sorted(folder.iterdir()):
+        if f.suffix not in (".yaml", ".yml", ".json") or not f.is_file():
+            continue
+        try:
+            docs = yamlio.load_all(yamlio.read_text(f), name=f"{info.name}/crds/{f.name}")
+        except OSError as e:
+            raise ChartError(f"cannot read {info.name}/crds/{f.name}: {e.strerror}") from e
+        for d in docs:
+            if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition":
+                if not isinstance(d.get("metadata"), dict) or not d["metadata"].get("name"):
+                    raise ChartError(f"{info.name}/crds/{f.name}: a CustomResourceDefinition has no metadata.name")
+                out.append(d)
+    return out
 
 
 def hook_annotation(obj: dict[str, Any]) -> str | None:

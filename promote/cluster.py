@@ -196,6 +196,17 @@ class Cluster:
         from kubernetes.watch.watch import iter_resp_lines
 
         resp = self._send("GET", path, query, None, "application/json", what, timeout, stream=True)
+        ended = threading.Event()
+        if stop is not None:
+            # A blocked read sees `stop` only with the next line, which may be a minute away: closing the
+            # response from here ends the read at once, so the watching thread can be joined.
+            def close_on_stop() -> None:
+                while not ended.is_set():
+                    if stop.wait(0.1):
+                        resp.close()
+                        return
+
+            threading.Thread(target=close_on_stop, name="watch-closer", daemon=True).start()
         try:
             if not 200 <= resp.status < 300:
                 raise self._api_error(what, resp.status, resp.read())
@@ -210,6 +221,7 @@ class Cluster:
             if stop is None or not stop.is_set():
                 raise ClusterError(f"cannot {what}: the stream from {self.host} broke ({type(e).__name__}: {e})") from e
         finally:
+            ended.set()
             # Closed, not handed back: a stream left early still has unread data on its connection.
             resp.close()
             resp.release_conn()

@@ -203,6 +203,37 @@ def value_at(obj: Any, segments: tuple[Any, ...]) -> Any:
     return cur
 
 
+def holds(value: Any, hidden: frozenset[str]) -> bool:
+    """Whether a value shows one of the hidden values: equal to a short one, containing a longer one
+    (a writeOnly password rendered into a connection string in a ConfigMap)."""
+    if not hidden or value is None:
+        return False
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return any(h == text or (len(h) >= 4 and h in text) for h in hidden)
+
+
+def mask_values(obj: Any, hidden: frozenset[str]) -> Any:
+    """A copy with every string that shows a hidden value replaced by the mask."""
+    if not hidden:
+        return obj
+    if isinstance(obj, dict):
+        return {k: mask_values(v, hidden) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [mask_values(v, hidden) for v in obj]
+    return SENSITIVE if isinstance(obj, str | int | float) and not isinstance(obj, bool) and holds(obj, hidden) else obj
+
+
+def mask_fields(fields: list[FieldChange], hidden: frozenset[str]) -> list[FieldChange]:
+    """Field changes with any that shows a hidden value made sensitive, whatever kind it is in."""
+    out = []
+    for f in fields:
+        if not f.sensitive and (holds(f.before, hidden) or holds(f.after, hidden)):
+            before, after = (SENSITIVE if f.before is not None else None), (SENSITIVE if f.after is not None else None)
+            f = FieldChange(f.path, before, after, True, f.segments)
+        out.append(f)
+    return out
+
+
 def _all_named(items: list[Any]) -> bool:
     return bool(items) and all(isinstance(i, dict) and "name" in i for i in items)
 

@@ -15,6 +15,8 @@ from promote.cluster import ApiError, Cluster
 from promote.errors import LockError
 
 LEASE_API = "coordination.k8s.io/v1"
+# Clock difference between hosts up to which a lease's own timestamps are not trusted to say it expired.
+MAX_CLOCK_SKEW = 120.0
 # On the Lease: the release its holder syncs. A crashed holder's leftovers are then known per release.
 SUBJECT_ANNOTATION = "promote.dev/release"
 
@@ -58,17 +60,41 @@ class EnvLock:
         self.took_over: str | None = None
         self.subject = subject
         self.took_over_subject: str | None = None  # what the crashed holder was syncing (None: not said)
+        self._observed: str | None = None  # the other holder's lease version last seen, and when (monotonic)
+        self._observed_at = 0.0
+        self._renewed_at = 0.0  # when our last renewal went through (monotonic)
+        self.lost: str | None = None  # why we no longer hold the lease, once that is known
 
     def current_holder(self) -> str | None:
         """The holder of the lock right now, if any (read-only, for `promote gate`)."""
         lease = self.cluster.get(LEASE_API, "Lease", self.namespace, self.name)
         return holder_of(lease, datetime.now(UTC))
 
+    def _live_holder(self, lease: dict[str, Any] | None, now: datetime) -> str | None:
+        """Who holds the lease, judged as client-go's leader election does: a lease is live until it has
+        gone unchanged for its duration on *our* clock, so a host whose clock runs ahead does not take
+        a live lease. Only a lease whose own timestamps are stale by more than MAX_CLOCK_SKEW besides
+        (a crash long ago) is taken at once."""
+        spec = (lease or {}).get("spec", {})
+        holder = spec.get("holderIdentity")
+        if not holder or holder == self.identity:
+            return None
+        ttl = float(spec.get("leaseDurationSeconds") or 0)
+        renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+        if renewed is None or renewed + timedelta(seconds=ttl + MAX_CLOCK_SKEW) < now:
+            return None
+        version = str((lease or {}).get("metadata", {}).get("resourceVersion", ""))
+        seen = time.monotonic()
+        if self._observed != version:
+            self._observed, self._observed_at = version, seen
+            return str(holder)
+        return None if seen - self._observed_at >= ttl else str(holder)
+
     def _try(self) -> str | None:
         now = datetime.now(UTC)
         lease = self.cluster.get(LEASE_API, "Lease", self.namespace, self.name)
-        holder = holder_of(lease, now)
-        if holder and holder != self.identity:
+        holder = self._live_holder(lease, now)
+        if holder:
             return holder
         previous = (lease or {}).get("spec", {}).get("holderIdentity")
         body: dict[str, Any] = {
@@ -133,6 +159,7 @@ class EnvLock:
             time.sleep(1.0)
         # Zero when the lock was free at once: the caller's plan is then still current.
         self.waited = (time.monotonic() - start) if announced else 0.0
+        self._renewed_at = time.monotonic()
         self._thread = threading.Thread(target=self._renew, name=f"lease-{self.env}", daemon=True)
         self._thread.start()
 
@@ -141,6 +168,8 @@ class EnvLock:
             try:
                 lease = self.cluster.get(LEASE_API, "Lease", self.namespace, self.name)
                 if not lease or lease.get("spec", {}).get("holderIdentity") != self.identity:
+                    holder = (lease or {}).get("spec", {}).get("holderIdentity")
+                    self.lost = f"the lease was taken by {holder}" if holder else "the lease was deleted"
                     return
                 lease["spec"]["renewTime"] = _ts(datetime.now(UTC))
                 self.cluster.request(
@@ -149,8 +178,20 @@ class EnvLock:
                     body=lease,
                     what=f"renew the lock of environment {self.env}",
                 )
-            except Exception:  # a missed renewal is retried; the TTL covers a few misses
-                continue
+                self._renewed_at = time.monotonic()
+            except Exception:  # a missed renewal is retried every ttl/3; ensure_held says when it is too late
+                if time.monotonic() - self._renewed_at >= self.ttl:
+                    self.lost = f"it could not be renewed for {self.ttl:.0f}s"
+
+    def ensure_held(self) -> None:
+        """Before each change: stop if the lease was lost (taken, deleted, or not renewed within its
+        duration), since another apply may now be working on the same environment."""
+        if self.lost is None and self._thread is not None and time.monotonic() - self._renewed_at >= self.ttl:
+            self.lost = f"it was not renewed for {self.ttl:.0f}s"
+        if self.lost is not None:
+            raise LockError(
+                f"lost the lock of environment {self.env} ({self.lost}); stopped before changing anything more"
+            )
 
     def release(self) -> None:
         """Stop renewing and give the lock up."""

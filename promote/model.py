@@ -203,6 +203,14 @@ def load(source: Source, env_dir: str = ENV_DIR) -> Definitions:
                     problems.append(f"{rel}: environment {env['name']!r} is defined twice in shared settings")
                 shared[env["name"]] = env
                 shared_order.append(env["name"])
+                # Checked here, not only when an app uses the environment: a policy that does not exist
+                # would otherwise leave every app of it unguarded without a word.
+                for ref in [env["policy"]] if env.get("policy") else []:
+                    if not source.exists(_rel(rel, ref)):
+                        problems.append(f"{rel}: environment {env['name']}: policy {ref!r} not found")
+                for ref in env.get("valuesFiles", []) or []:
+                    if not source.exists(_rel(rel, ref)):
+                        problems.append(f"{rel}: environment {env['name']}: values file {ref!r} not found")
         elif not is_shared:
             app_docs.append((rel, doc))
     if problems:

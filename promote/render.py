@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from promote.chart import ChartInfo
-from promote.errors import HelmError
+from promote.errors import ChartError, HelmError
 from promote.helm.client import Helm
 
 
@@ -21,8 +21,36 @@ async def render(
     values: dict[str, Any],
     is_upgrade: bool,
 ) -> list[dict[str, Any]]:
-    """Every object the chart renders, hooks included, in helm's order."""
+    """Every object the chart renders, hooks included, in helm's order; each one checked (see `checked`)."""
     try:
-        return await helm.template(info, release=release, namespace=namespace, values=values, is_upgrade=is_upgrade)
+        docs = await helm.template(info, release=release, namespace=namespace, values=values, is_upgrade=is_upgrade)
     except HelmError as e:
         raise type(e)(f"cannot render chart {info.name} for release {release} in {namespace}: {e}") from e
+    return checked(docs, f"chart {info.name} for release {release} in {namespace}")
+
+
+def checked(docs: list[Any], what: str) -> list[dict[str, Any]]:
+    """Rendered documents that are objects with apiVersion, kind and metadata.name, each once.
+
+    helm refuses the others when it installs; found here, before anything is planned or applied, they
+    are one clear error instead of a KeyError, or an apply that changes the cluster before helm says no.
+    """
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, str, str]] = set()
+    for n, doc in enumerate(docs, 1):
+        if not isinstance(doc, dict):
+            raise ChartError(f"{what}: rendered document {n} is a {type(doc).__name__}, not an object")
+        if not doc:
+            continue
+        md = doc.get("metadata")
+        name = md.get("name") if isinstance(md, dict) else None
+        for field, value in (("apiVersion", doc.get("apiVersion")), ("kind", doc.get("kind")), ("metadata.name", name)):
+            if not isinstance(value, str) or not value:
+                raise ChartError(f"{what}: rendered document {n} has no {field}")
+        assert isinstance(md, dict) and isinstance(name, str)
+        ident = (doc["apiVersion"], doc["kind"], str(md.get("namespace") or ""), name)
+        if ident in seen:
+            raise ChartError(f"{what}: {doc['kind']} {name} is rendered twice; helm would refuse the chart")
+        seen.add(ident)
+        out.append(doc)
+    return out

@@ -10,9 +10,11 @@ apply, saying what moved.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+from promote import yamlio
 from promote.errors import ConfigError, GateBlocked
 from promote.plan import SCHEMA_VERSION, Plan
 
@@ -20,7 +22,12 @@ from promote.plan import SCHEMA_VERSION, Plan
 def write(plan: Plan, path: str) -> None:
     """Write a plan file for `apply --plan`."""
     try:
-        Path(path).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
+        # 0600 from creation: a plan holds no Secret value, but names, digests and cluster details that
+        # are nobody else's business on a shared CI runner.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_TRUNC
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(plan.to_dict(), indent=2) + "\n")
     except OSError as e:
         raise ConfigError(f"cannot write the plan to {path}: {e.strerror}") from e
 
@@ -28,7 +35,7 @@ def write(plan: Plan, path: str) -> None:
 def read(path: str) -> dict[str, Any]:
     """Read and sanity-check a plan file."""
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = json.loads(yamlio.read_text(Path(path)))
     except OSError as e:
         raise ConfigError(f"cannot read the plan file {path}: {e.strerror}") from e
     except ValueError as e:

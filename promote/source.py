@@ -14,6 +14,7 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from promote import yamlio
 from promote.errors import SourceError, UnknownRevision
 
 
@@ -73,16 +74,34 @@ class Source:
         except KeyError:
             return None
 
+    def _local(self, rel: str) -> Path:
+        """The working-tree path of `rel`, refused when it (through `..` or a symlink) leaves the
+        repository: promote applies what Git holds, and a file outside it is in no commit."""
+        path = self.root / rel
+        root = self.root.resolve()
+        if not path.resolve().is_relative_to(root):
+            raise SourceError(f"{rel} resolves outside the repository ({root}); promote reads only files Git holds")
+        return path
+
+    def _inside(self, path: Path, rel: str) -> None:
+        """Refuse a directory holding a symlink that leads outside the repository (a chart, say)."""
+        root = self.root.resolve()
+        for p in path.rglob("*"):
+            if p.is_symlink() and not p.resolve().is_relative_to(root):
+                raise SourceError(
+                    f"{rel}/{p.relative_to(path)} is a symlink out of the repository; promote reads only Git's files"
+                )
+
     def exists(self, rel: str) -> bool:
         """True when the path exists in this source, file or directory."""
         if self._commit is None:
-            return (self.root / rel).exists()
+            return self._local(rel).exists()
         return self._tree_item(rel) is not None
 
     def is_dir(self, rel: str) -> bool:
         """True when the path is a directory in this source."""
         if self._commit is None:
-            return (self.root / rel).is_dir()
+            return self._local(rel).is_dir()
         item = self._tree_item(rel)
         return item is not None and item.type == "tree"
 
@@ -91,21 +110,21 @@ class Source:
         self._read.add(rel)
         if self._commit is None:
             try:
-                return (self.root / rel).read_text()
+                return yamlio.read_text(self._local(rel), name=rel)
             except OSError as e:
                 raise SourceError(f"cannot read {rel}: {e.strerror}") from e
         item = self._tree_item(rel)
         if item is None or item.type != "blob":
             raise SourceError(f"cannot read {rel}: no such file at revision {self.ref}")
         data: bytes = item.data_stream.read()
-        return data.decode()
+        return yamlio.decode(data, name=f"{rel} at {self.ref}")
 
     def list_dir(self, rel: str) -> list[str]:
         """Names of the entries of a directory, sorted; the directory counts as read for the dirty check."""
         # A file deleted (or added) in a listed directory changes what was read, e.g. one app fewer.
         self._read.add(rel)
         if self._commit is None:
-            d = self.root / rel
+            d = self._local(rel)
             return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
         item = self._tree_item(rel)
         if item is None or item.type != "tree":
@@ -116,7 +135,9 @@ class Source:
         """A real directory for `rel`, e.g. a chart for helm; a temp copy when reading a commit."""
         self._read.add(rel)
         if self._commit is None:
-            return self.root / rel
+            path = self._local(rel)
+            self._inside(path, rel)
+            return path
         if rel in self._materialised:
             return self._materialised[rel]
         item = self._tree_item(rel)

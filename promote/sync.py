@@ -72,7 +72,8 @@ class Watcher:
         self._waiting_since: dict[tuple[str, str], float] = {}
         self._announced: dict[tuple[str, str], str] = {}  # what was last said a wait waits for
         self._active_hooks: dict[str, tuple[str, str, health.Health]] = {}  # name -> (phase, pod phase, health)
-        self._lock = threading.Lock()  # the watch and the poll both report
+        # All of the state above is shared by the watch and the poll: one re-entrant lock guards it.
+        self._lock = threading.RLock()
         self._threads = [
             threading.Thread(target=self._watch_hooks, daemon=True, name="watch-hooks"),
             threading.Thread(target=self._poll_workloads, daemon=True, name="poll-workloads"),
@@ -85,11 +86,12 @@ class Watcher:
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        # Only the poller is joined: the hook watcher may sit in a blocking read until the next pod event
-        # or the server's timeout, and it emits nothing once stopped, so waiting for it would only cost time.
-        self._threads[1].join(timeout=2)
+        # Both are joined: the watch's read is ended by the stream closing on `stop` (Cluster.stream).
+        for t in self._threads:
+            t.join(timeout=5)
         # A rollout can end between two polls: one last look, so every workload's final state is shown.
-        self._poll_once(final=True)
+        with self._lock:
+            self._poll_once(final=True)
 
     def _report(
         self, kind: str, name: str, status: str, h: health.Health, hook: str, message: str = "", final: bool = False
@@ -127,23 +129,27 @@ class Watcher:
                     hook = hook_phase(pod)
                     if not hook:
                         continue
-                    name = pod.get("metadata", {}).get("name", "")
-                    if hook == HookPhase.POST_SYNC.value and ("Pod", name) not in self._seen:
-                        # helm runs post-* hooks once the workloads are ready: show them before the hook.
-                        self._poll_once()
-                    h = health.check(pod)
-                    if ev.get("type") == "DELETED":
-                        self._active_hooks.pop(name, None)
-                        self._report("Pod", name, "Deleted", h, hook, "hook pod deleted by its policy")
-                    else:
-                        phase = pod.get("status", {}).get("phase", "Pending")
-                        if h.status == health.HealthStatus.PROGRESSING:
-                            self._active_hooks[name] = (hook, phase, h)
-                        else:
-                            self._active_hooks.pop(name, None)
-                        self._report("Pod", name, phase, h, hook)
+                    with self._lock:
+                        self._hook_event(ev.get("type"), pod, hook)
             except PromoteError:
                 self.stop.wait(1.0)
+
+    def _hook_event(self, kind: str | None, pod: dict[str, Any], hook: str) -> None:
+        name = pod.get("metadata", {}).get("name", "")
+        if hook == HookPhase.POST_SYNC.value and ("Pod", name) not in self._seen:
+            # helm runs post-* hooks once the workloads are ready: show them before the hook.
+            self._poll_once()
+        h = health.check(pod)
+        if kind == "DELETED":
+            self._active_hooks.pop(name, None)
+            self._report("Pod", name, "Deleted", h, hook, "hook pod deleted by its policy")
+            return
+        phase = pod.get("status", {}).get("phase", "Pending")
+        if h.status == health.HealthStatus.PROGRESSING:
+            self._active_hooks[name] = (hook, phase, h)
+        else:
+            self._active_hooks.pop(name, None)
+        self._report("Pod", name, phase, h, hook)
 
     def _announce(self, key: tuple[str, str], progressing: bool, message: str) -> bool:
         """True when a wait on `key` has lasted over WAIT_ANNOUNCE_AFTER and what it waits for is news:
@@ -161,10 +167,12 @@ class Watcher:
 
     def _poll_workloads(self) -> None:
         while not self.stop.wait(POLL_INTERVAL):
-            for name, (hook, phase, h) in list(self._active_hooks.items()):
-                if self._announce(("Pod", name), True, h.message):
-                    self._emit("Pod", name, phase, h.status, hook, f"waiting for {hook} hook pod {name}: {h.message}")
-            self._poll_once()
+            with self._lock:
+                for name, (hook, phase, h) in list(self._active_hooks.items()):
+                    if self._announce(("Pod", name), True, h.message):
+                        message = f"waiting for {hook} hook pod {name}: {h.message}"
+                        self._emit("Pod", name, phase, h.status, hook, message)
+                self._poll_once()
 
     def _poll_hook_jobs(self, final: bool) -> None:
         for api_version, name, phase in self.hook_jobs:

@@ -60,18 +60,35 @@ def digest(values: Mapping[str, Any]) -> str:
 _INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
 
 
+MAX_INDEX = 65536  # as helm's strvals: a list index above it is refused before any list is grown
+
+
 def parse_set(assignments: Iterable[str], *, as_string: bool = False) -> dict[str, Any]:
-    """Parse helm-style `--set a.b=c,d[0]=e` (or `--set-string`) into a values document."""
+    """Parse helm-style `--set a.b=c,d[0]=e` (or `--set-string`) into a values document.
+
+    An error names the keys, never a value: `--set db.password=...` must not land in a CI log.
+    """
     out: dict[str, Any] = {}
     for assignment in assignments:
+        shown = _shown(assignment)
         for part in _split_unescaped(assignment, ","):
             if "=" not in part:
-                raise ConfigError(f"cannot parse --set {assignment!r}: {part!r} is not key=value")
+                raise ConfigError(
+                    f"cannot parse --set {shown}: an item is not key=value (not shown: it may be a secret)"
+                )
             key, raw = part.split("=", 1)
             if not key:
-                raise ConfigError(f"cannot parse --set {assignment!r}: empty key")
-            _assign(out, _split_key(key, assignment), raw if as_string else _typed(raw))
+                raise ConfigError(f"cannot parse --set {shown}: empty key")
+            _assign(out, _split_key(key, shown), raw if as_string else _typed(raw))
     return out
+
+
+def _shown(assignment: str) -> str:
+    """An assignment as errors may show it: its keys, each value replaced by `...`."""
+    parts = []
+    for part in _split_unescaped(assignment, ","):
+        parts.append(part.split("=", 1)[0] + "=..." if "=" in part else "?")
+    return repr(",".join(parts))
 
 
 def _split_unescaped(text: str, sep: str) -> list[str]:
@@ -97,16 +114,19 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
     return [p for p in parts if p != ""]
 
 
-def _split_key(key: str, original: str) -> list[str | int]:
+def _split_key(key: str, shown: str) -> list[str | int]:
     path: list[str | int] = []
     for segment in re.split(r"(?<!\\)\.", key):
         segment = segment.replace("\\.", ".")
         m = re.fullmatch(r"([^\[\]]*)((?:\[\d+\])*)", segment)
         if not m or (not m.group(1) and not path):
-            raise ConfigError(f"cannot parse --set {original!r}: bad key segment {segment!r}")
+            raise ConfigError(f"cannot parse --set {shown}: bad key segment {segment!r}")
         if m.group(1):
             path.append(m.group(1))
-        path.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+        for index in re.findall(r"\[(\d+)\]", m.group(2)):
+            if len(index) > 6 or int(index) > MAX_INDEX:
+                raise ConfigError(f"cannot parse --set {shown}: list index [{index}] is above {MAX_INDEX}")
+            path.append(int(index))
     return path
 
 
@@ -197,6 +217,34 @@ def sensitive_paths(schema: Mapping[str, Any], instance: Any) -> set[tuple[Any, 
     found: set[tuple[Any, ...]] = set()
     _walk_sensitive(schema, schema, instance, (), found, 0)
     return found
+
+
+def values_at(instance: Any, paths: set[tuple[Any, ...]]) -> frozenset[str]:
+    """The scalar values found at these paths (and below them), as text: what must never be shown."""
+    out: set[str] = set()
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            for v in node.values():
+                collect(v)
+        elif isinstance(node, list):
+            for v in node:
+                collect(v)
+        elif node is not None and not isinstance(node, bool):
+            out.add(str(node))
+
+    for path in paths:
+        node = instance
+        for step in path:
+            if (isinstance(node, dict) and step in node) or (
+                isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+            ):
+                node = node[step]
+            else:
+                node = None
+                break
+        collect(node)
+    return frozenset(v for v in out if v)
 
 
 def _resolve(root: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -12,9 +12,10 @@ from dataclasses import replace
 from typing import Any
 
 from promote import diff, health
-from promote.chart import hook_annotation
+from promote.chart import chart_crds, hook_annotation
 from promote.cluster import ApiError, Cluster
 from promote.engine.workspace import Target
+from promote.errors import ChartError
 from promote.plan import Action, FieldChange, HookPhase, ReleasePlan, ResourceChange
 from promote.release import ReleaseHistory, unverified
 from promote.snapshot import Snapshot
@@ -179,6 +180,8 @@ def compare(
         or any(c.action != Action.UNCHANGED for c in changes)
     )
     changes += _hooks(hooks, ns, upgrade=hist.deployed is not None, will_sync=will_sync)
+    if hist.deployed is None:
+        changes = _crds(snap, t) + changes
     return replace(
         base,
         context=cluster.context,
@@ -232,6 +235,7 @@ def _compare_object(
         )
         if not _owned_elsewhere(f, current, kind, name, hpa)
     ]
+    fields = diff.mask_fields(fields, t.hidden)
     action = Action.UPDATE if fields else Action.UNCHANGED
     change = ResourceChange(action, api_version, kind, ons or None, name, fields=tuple(fields), resource_version=rv)
     if details is not None:
@@ -247,6 +251,18 @@ def _owner(live: dict[str, Any]) -> tuple[str, str]:
     """
     annotations = live.get("metadata", {}).get("annotations") or {}
     return annotations.get("meta.helm.sh/release-name", ""), annotations.get("meta.helm.sh/release-namespace", "")
+
+
+def _crds(snap: Snapshot, t: Target) -> list[ResourceChange]:
+    """The chart's crds/ as helm's install will treat them: created when missing, else left alone."""
+    out = []
+    for crd in chart_crds(t.chart):
+        ident = (str(crd.get("apiVersion", "")), "CustomResourceDefinition", "", str(crd["metadata"]["name"]))
+        if not ident[3]:
+            raise ChartError(f"chart {t.chart.name}: a CustomResourceDefinition in crds/ has no metadata.name")
+        live = snap.find([ident]).get(ident)
+        out.append(ResourceChange(Action.UNCHANGED if live else Action.CREATE, ident[0], ident[1], None, ident[3]))
+    return out
 
 
 def _deletions(

@@ -252,7 +252,8 @@ def _yaml(obj: dict[str, Any] | None, target: Target, masked_changed: set[str], 
     """An object as YAML, normalised, with Secret values masked and the changed ones marked per side."""
     if obj is None:
         return ""
-    return yaml.safe_dump(diff.redact(diff.normalize(obj, target.env.ignore), masked_changed, side), sort_keys=True)
+    shown = diff.mask_values(diff.normalize(obj, target.env.ignore), target.hidden)
+    return yaml.safe_dump(diff.redact(shown, masked_changed, side), sort_keys=True)
 
 
 def diffs(opts: Options, env: str, runtime: Runtime | None = None) -> list[ResourceDiff]:

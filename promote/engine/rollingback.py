@@ -12,7 +12,14 @@ from dataclasses import replace
 
 from promote import pin, record, sync
 from promote.engine.runtime import Runtime
-from promote.engine.syncing import ReleaseSync, SyncMode, env_health, recover_pending, release_health
+from promote.engine.syncing import (
+    ReleaseSync,
+    SyncMode,
+    env_health,
+    env_locked,
+    recover_pending,
+    release_health,
+)
 from promote.engine.workspace import ApplyOptions, Options, Target, Workspace
 from promote.errors import HelmError, PromoteError, UnknownRevision, exit_code_for
 from promote.release import ReleaseHistory, ReleaseRecord, history, promotion_of
@@ -141,7 +148,9 @@ def _rollback_release(
     hist = history(cluster, ns, release)
     if hist.latest and hist.latest.status.startswith("pending-") and to is None:
         # The way out of a stuck release: its last good state (none, for an install that never completed).
-        return _rolled_back(runtime, t, recover_pending(runtime, t, hist, aopts))
+        with env_locked(runtime, t, aopts) as lock:
+            lock.ensure_held()
+            return _rolled_back(runtime, t, recover_pending(runtime, t, history(cluster, ns, release), aopts))
     number, promo = pick(hist, to)
     if promo and not promo.revision.endswith("-dirty"):
         again = _resync(ws, runtime, t, promo, number, aopts, emit)
@@ -149,8 +158,10 @@ def _rollback_release(
             return again
     # Not reproducible from Git (dirty tree, command-line values, or a revision promote did not make).
     helm = runtime.helm_for(cluster, context=t.context, wait=aopts.timeout)
-    asyncio.run(helm.rollback(release, ns, number, aopts.timeout))
-    return _rolled_back(runtime, t, f"helm rollback to revision {number}")
+    with env_locked(runtime, t, aopts) as lock:
+        lock.ensure_held()
+        asyncio.run(helm.rollback(release, ns, number, aopts.timeout))
+        return _rolled_back(runtime, t, f"helm rollback to revision {number}")
 
 
 def _resync(

@@ -112,7 +112,9 @@ class Scheduler:
             )
         digest = manifest_digest(rendered)
         if (k := self._cache_key(t, independent, kube_version, upgrade)) is not None:
-            rendercache.store(k, [diff.fingerprint_secret(o) for o in rendered], digest)
+            # writeOnly values rendered into any kind stay off the disk too (such a render is then never
+            # proven unchanged from the cache: it differs from what helm stored, so it is rendered again).
+            rendercache.store(k, [diff.mask_values(diff.fingerprint_secret(o), t.hidden) for o in rendered], digest)
         return rendered, digest
 
     async def _early(self, t: Target) -> tuple[list[dict[str, Any]], str, bool]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from promote import health, record, sync
 from promote.chart import hook_annotation
-from promote.cluster import Cluster
+from promote.cluster import ApiError, Cluster
 from promote.engine.core import Reconciled, reconcile
 from promote.engine.runtime import Runtime
 from promote.engine.workspace import ApplyOptions, Target
@@ -81,9 +81,7 @@ class ReleaseSync:
     def _locked(self) -> Iterator[None]:
         """The environment's Lease for the whole sync; the namespace first, where the Lease lives."""
         t = self.target
-        if not self.cluster.namespace_exists(t.env.namespace):
-            ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": t.env.namespace}}
-            self.cluster.create(ns, None)
+        ensure_namespace(self.cluster, t.env.namespace)
         self.lock.acquire(
             self.aopts.lock_timeout,
             on_wait=lambda holder: self._say("Lease", self.lock.name, "Waiting", f"lock held by {holder}"),
@@ -144,6 +142,7 @@ class ReleaseSync:
         # helm waits only when post-* hooks must see ready resources; else our wait is faster.
         helm_waits = sync.runs_post_hooks(rendered)
         good, newest = restore_point(hist), hist.latest.revision if hist.latest else 0
+        self.lock.ensure_held()
         with sync.Watcher(self.cluster, t.env.name, ns, workloads, self.emit, hook_jobs=jobs):
             try:
                 rev = asyncio.run(
@@ -241,6 +240,32 @@ def env_health(runtime: Runtime, targets: list[Target]) -> health.HealthStatus:
     return health.worst(hs).status
 
 
+def ensure_namespace(cluster: Cluster, namespace: str) -> None:
+    """Create the namespace the Lease lives in, unless it exists. Two first applies may race here:
+    the one whose create comes second finds it made (409), which is what it wanted."""
+    if cluster.namespace_exists(namespace):
+        return
+    try:
+        cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}, None)
+    except ApiError as e:
+        if e.status != 409:
+            raise
+
+
+@contextmanager
+def env_locked(runtime: Runtime, t: Target, aopts: ApplyOptions) -> Iterator[EnvLock]:
+    """The environment's Lease around a change made outside a ReleaseSync (self-heal, helm rollback)."""
+    cluster = runtime.cluster(t.context)
+    ensure_namespace(cluster, t.env.namespace)
+    owner = f"{record.who()}/{os.getpid()}"
+    lock = EnvLock(cluster, t.env.namespace, t.env.name, owner, ttl=aopts.lock_ttl, subject=t.env.release)
+    lock.acquire(aopts.lock_timeout)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 # --- self-heal --------------------------------------------------------------------------------------
 
 
@@ -250,9 +275,7 @@ def restore_promoted(runtime: Runtime, t: Target, aopts: ApplyOptions) -> str:
     health and stamp it. Git is not rendered: new Git content is apply's to promote, through the gate,
     and a pinned environment stays at its pin. What was done, for the report."""
     cluster, ns, release = runtime.cluster(t.context), t.env.namespace, t.env.release
-    lock = EnvLock(cluster, ns, t.env.name, f"{record.who()}/{os.getpid()}", ttl=aopts.lock_ttl, subject=release)
-    lock.acquire(aopts.lock_timeout)
-    try:
+    with env_locked(runtime, t, aopts) as lock:
         hist = history(cluster, ns, release)
         if hist.latest and hist.latest.status.startswith("pending-"):
             raise HelmError(stuck_message(t.env.name, release, ns, hist))
@@ -260,6 +283,7 @@ def restore_promoted(runtime: Runtime, t: Target, aopts: ApplyOptions) -> str:
         if deployed is None:
             raise HelmError(f"nothing to restore: release {release} in {ns} has no deployed revision")
         helm = runtime.helm_for(cluster, context=t.context, wait=aopts.timeout)
+        lock.ensure_held()
         asyncio.run(helm.rollback(release, ns, deployed.revision, aopts.timeout))
         objs = [o for o in deployed.manifest if "metadata" in o]
         h = sync.wait_healthy(cluster, ns, objs, aopts.timeout)
@@ -270,8 +294,6 @@ def restore_promoted(runtime: Runtime, t: Target, aopts: ApplyOptions) -> str:
         if now is not None:
             stamp_synced(cluster, t, now.revision, objs)
         return f"restored revision {deployed.revision} (as revision {now.revision if now else '?'})"
-    finally:
-        lock.release()
 
 
 # --- restoring --------------------------------------------------------------------------------------

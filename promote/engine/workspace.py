@@ -59,6 +59,8 @@ class Target:
     effective: dict[str, Any]  # chart defaults merged in, as the templates see them
     app_values: dict[str, Any]  # the app-wide layers that make up the release artifact
     context: str | None
+    # Values a schema marks writeOnly, as text: masked wherever they show, whatever kind renders them.
+    hidden: frozenset[str] = frozenset()
 
     @property
     def artifact_digest(self) -> str:
@@ -82,6 +84,7 @@ class Workspace:
         self.source = Source(opts.root, opts.revision)
         self.defs = model.load(self.source, opts.env_dir)
         self._cli_values: dict[str, Any] | None = None
+        self._schema_files: dict[str, dict[str, Any]] = {}
         self._git: ThreadPoolExecutor | None = None
         self._revision: Future[str] | None = None
 
@@ -114,7 +117,7 @@ class Workspace:
             layers: list[dict[str, Any]] = []
             for f in self.opts.values_files:
                 try:
-                    text = Path(f).read_text()
+                    text = yamlio.read_text(Path(f), name=f)
                 except OSError as e:
                     raise ConfigError(f"cannot read values file {f}: {e.strerror}") from e
                 doc = yamlio.load(text, name=f) or {}
@@ -132,14 +135,33 @@ class Workspace:
             raise ConfigError(f"{rel}: a values file must be a mapping")
         return doc
 
+    def _schemas_for(
+        self, app: model.App, env: model.Environment, chart: ChartInfo
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """(name, schema) of every schema an app's values in an environment answer to."""
+        schemas: list[tuple[str, dict[str, Any]]] = []
+        own = chart_schema(chart)
+        if own is not None:
+            schemas.append((f"{app.chart.local}/values.schema.json", own))
+        if app.schema:
+            schemas.append((app.schema, self._schema(app.schema)))
+        if env.policy:
+            schemas.append((env.policy, self._schema(env.policy)))
+        return schemas
+
     def _schema(self, rel: str) -> dict[str, Any]:
+        """A schema file, read once per run."""
         import json
 
-        try:
-            data: dict[str, Any] = json.loads(self.source.read_text(rel))
-        except ValueError as e:
-            raise ConfigError(f"{rel}: not valid JSON: {e}") from e
-        return data
+        if rel not in self._schema_files:
+            try:
+                data = json.loads(self.source.read_text(rel))
+            except ValueError as e:
+                raise ConfigError(f"{rel}: not valid JSON: {e}") from e
+            if not isinstance(data, dict):
+                raise ConfigError(f"{rel}: a JSON schema must be an object")
+            self._schema_files[rel] = data
+        return self._schema_files[rel]
 
     def targets(self, env_names: tuple[str, ...]) -> list[Target]:
         """Every (app, environment) of the given environments, in chain order."""
@@ -159,6 +181,9 @@ class Workspace:
                 env_layers = [self._values_file(f) for f in env.values_files] + [env.values]
                 user = vals.merge(*app_layers, *env_layers, self.cli_values(), keep_nulls=True)
                 effective = vals.merge(chart_default_values(chart), user)
+                paths: set[tuple[Any, ...]] = set()
+                for _, s in self._schemas_for(app, env, chart):
+                    paths |= vals.sensitive_paths(s, effective)
                 out.append(
                     Target(
                         app=app,
@@ -169,6 +194,7 @@ class Workspace:
                         # Command-line values reach every environment, so they are part of the artifact.
                         app_values=vals.merge(*app_layers, self.cli_values(), keep_nulls=True),
                         context=env.context or self.opts.context,
+                        hidden=vals.values_at(effective, paths),
                     )
                 )
         return out
@@ -177,14 +203,7 @@ class Workspace:
         """Check every target's effective values against chart schema, app schema and env policy."""
         out: list[vals.Violation] = []
         for t in targets:
-            schemas: list[tuple[str, dict[str, Any]]] = []
-            own = chart_schema(t.chart)
-            if own is not None:
-                schemas.append((f"{t.app.chart.local}/values.schema.json", own))
-            if t.app.schema:
-                schemas.append((t.app.schema, self._schema(t.app.schema)))
-            if t.env.policy:
-                schemas.append((t.env.policy, self._schema(t.env.policy)))
+            schemas = self._schemas_for(t.app, t.env, t.chart)
             hide: set[tuple[Any, ...]] = set()
             for _, s in schemas:
                 hide |= vals.sensitive_paths(s, t.effective)

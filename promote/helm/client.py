@@ -143,7 +143,7 @@ class Helm:
         docs = await self.client.template_resources(
             self.chart(info), release, values, namespace=namespace, is_upgrade=is_upgrade
         )
-        return [d for d in docs if isinstance(d, dict) and d]
+        return [d for d in docs if d is not None]
 
     async def upgrade(
         self,

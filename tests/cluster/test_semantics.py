@@ -409,3 +409,42 @@ def test_on_a_terminal_apply_shows_the_plan_and_asks(tmp_path: Path, two_namespa
     code, text = _apply_on_a_terminal(repo, "y")
     assert code == 0, text
     assert [r["status"] for r in helm_history(default_ns, APP)] == ["deployed"]
+
+
+# --- CRDs from crds/ ---------------------------------------------------------------------------------
+
+CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.GROUP
+spec:
+  group: GROUP
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+
+
+def test_the_charts_crds_show_in_the_plan_of_a_first_install(tmp_path: Path, namespace: str) -> None:
+    group = f"{namespace}.example.com"
+    repo = _chart_repo(tmp_path, "w", {"crds/widget.yaml": CRD.replace("GROUP", group)}, namespace)
+    try:
+        plan = promote_json(repo, "plan", "default", code=0).doc
+        (release,) = plan["environments"][0]["releases"]
+        crds = [(c["action"], c["name"]) for c in release["changes"] if c["kind"] == "CustomResourceDefinition"]
+        assert crds == [("create", f"widgets.{group}")], release["changes"]
+
+        apply(repo, "default", code=0)
+
+        kubectl("get", "crd", f"widgets.{group}")  # helm created it
+        again = promote_json(repo, "plan", "default", code=0).doc["environments"][0]["releases"][0]
+        assert [c for c in again["changes"] if c["kind"] == "CustomResourceDefinition"] == []
+        assert all(c["action"] == "unchanged" for c in again["changes"])
+    finally:
+        subprocess.run(["kubectl", "delete", "crd", f"widgets.{group}", "--ignore-not-found"], capture_output=True)
