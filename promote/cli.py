@@ -6,7 +6,6 @@ No helm or Kubernetes calls happen here. Heavy imports are deferred into command
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -80,7 +79,7 @@ class AppContext:
         except click.exceptions.Exit:
             raise
         except KeyboardInterrupt:
-            self.abort(Interrupted("interrupted; nothing was changed"))
+            self.abort(Interrupted("interrupted"))
         except Exception as e:
             self.abort(e)
         sys.exit(code)
@@ -367,20 +366,21 @@ def apply(
             kw["apps"] = kw.get("apps") or saved.apps_of(saved_plan)
         if not target:
             raise ConfigError("apply needs ENV, or a saved plan with --plan")
+        confirm = None
         if saved_plan is None and not yes and fmt == "table" and sys.stdin.isatty() and sys.stdout.isatty():
-            # As terraform apply: show the plan, ask, then apply exactly it (refused if anything moved).
-            shown = engine.plan(_options(app, **kw), target)
-            app.echo(app.view().plan(shown))
-            if shown.all_errors:
-                return int(ExitCode.ERROR)
-            if not shown.has_changes:
-                return int(ExitCode.OK)
-            if not click.confirm(f"\nApply these changes to {target}?", default=False):
-                raise ConfigError("apply cancelled: nothing was changed")
-            saved_plan = json.loads(json.dumps(shown.to_dict()))
+            # As terraform apply: the engine shows its plan here and asks before changing anything.
+            def confirm(shown: Any) -> bool:
+                app.echo(app.view().plan(shown))
+                return click.confirm(f"\nApply these changes to {target}?", default=False)
+
         # Progress goes to stderr, so stdout carries only the result (a table, or one JSON document).
         result = engine.apply(
-            _options(app, **kw), aopts, target, lambda ev: app.echo(ev.line(), err=True), saved_plan=saved_plan
+            _options(app, **kw),
+            aopts,
+            target,
+            lambda ev: app.echo(ev.line(), err=True),
+            saved_plan=saved_plan,
+            confirm=confirm,
         )
         app.echo(app.view().apply(result))
         return result.exit_code
@@ -437,11 +437,7 @@ def unpin(app: AppContext, /, env: str) -> NoReturn:
     def body() -> int:
         from promote import engine
 
-        released = engine.unpin(_options(app), env)
-        for p in released:
-            app.echo(f"released: {p.describe()}")
-        if not released:
-            app.echo(f"{env} is not pinned")
+        app.echo(app.view().unpinned(env, engine.unpin(_options(app), env)))
         return int(ExitCode.OK)
 
     app.run(body)
@@ -571,8 +567,11 @@ def watch(
             max_iterations=max_iterations,
             duration=_duration(duration) if duration else None,
         )
-        for event in events:
-            app.echo(view.watch_event(event))
+        try:
+            for event in events:
+                app.echo(view.watch_event(event))
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a watch ends; a self-heal in flight has restored or said why not
         return 0
 
     app.run(body)

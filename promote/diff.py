@@ -206,10 +206,23 @@ def value_at(obj: Any, segments: tuple[Any, ...]) -> Any:
 def holds(value: Any, hidden: frozenset[str]) -> bool:
     """Whether a value shows one of the hidden values: equal to a short one, containing a longer one
     (a writeOnly password rendered into a connection string in a ConfigMap)."""
-    if not hidden or value is None:
+    if not hidden or value is None or isinstance(value, bool):
         return False
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, dict):
+        return any(holds(v, hidden) for v in value.values())
+    if isinstance(value, list):
+        return any(holds(v, hidden) for v in value)
+    text = str(value)
     return any(h == text or (len(h) >= 4 and h in text) for h in hidden)
+
+
+def mask_text(text: str, hidden: frozenset[str]) -> str:
+    """A message with every hidden value (of 4 characters or more) in it replaced by the mask: API
+    errors and helm's quote the value they refuse."""
+    for h in sorted(hidden, key=len, reverse=True):
+        if len(h) >= 4:
+            text = text.replace(h, SENSITIVE)
+    return text
 
 
 def mask_values(obj: Any, hidden: frozenset[str]) -> Any:

@@ -6,6 +6,7 @@ stops renewing it, so no one has to clean up by hand.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -107,7 +108,7 @@ class EnvLock:
             },
             "spec": {
                 "holderIdentity": self.identity,
-                "leaseDurationSeconds": int(self.ttl),
+                "leaseDurationSeconds": math.ceil(self.ttl),
                 "acquireTime": _ts(now),
                 "renewTime": _ts(now),
             },
@@ -135,8 +136,9 @@ class EnvLock:
         return None
 
     def crashed_on(self, subject: str) -> str | None:
-        """The holder of a crashed apply whose lock we took, if it was syncing `subject` (or did not say)."""
-        if self.took_over and self.took_over_subject in (None, "", subject):
+        """The holder of a crashed apply whose lock we took, if it was changing `subject` (one of the
+        comma-separated releases its Lease named), or did not say what."""
+        if self.took_over and (not self.took_over_subject or subject in self.took_over_subject.split(",")):
             return self.took_over
         return None
 
@@ -186,7 +188,9 @@ class EnvLock:
     def ensure_held(self) -> None:
         """Before each change: stop if the lease was lost (taken, deleted, or not renewed within its
         duration), since another apply may now be working on the same environment."""
-        if self.lost is None and self._thread is not None and time.monotonic() - self._renewed_at >= self.ttl:
+        # Two thirds of the duration: another host may take the lease once it has seen it unchanged for
+        # the whole duration, and our last renewal may have landed later than we noted.
+        if self.lost is None and self._thread is not None and time.monotonic() - self._renewed_at >= self.ttl * 2 / 3:
             self.lost = f"it was not renewed for {self.ttl:.0f}s"
         if self.lost is not None:
             raise LockError(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from promote.cluster import ApiError, Cluster
 
@@ -44,10 +43,20 @@ def read(cluster: Cluster, namespace: str, env: str) -> Pin | None:
     if cm is None:
         return None
     try:
-        doc: dict[str, Any] = json.loads((cm.get("data") or {}).get("pin.json", ""))
-        return Pin(**{k: doc[k] for k in ("env", "by", "at", "reason", "pinned_at", "blocked") if k in doc})
-    except (ValueError, TypeError):
-        return Pin(env=env, by="unknown", at="", reason="unreadable pin ConfigMap " + _name(env))
+        doc = json.loads((cm.get("data") or {}).get("pin.json", ""))
+    except ValueError:
+        doc = None
+    texts = ("by", "at", "reason", "pinned_at")
+    blocked = doc.get("blocked", {}) if isinstance(doc, dict) else None
+    if (
+        not isinstance(doc, dict)
+        or not all(isinstance(doc.get(k, ""), str) for k in texts)
+        or not isinstance(blocked, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in blocked.items())
+    ):
+        # Still a pin: someone wrote it; saying so is better than ignoring it.
+        return Pin(env=env, by="unknown", at="", reason=f"unreadable pin ConfigMap {_name(env)}")
+    return Pin(env=env, blocked=dict(blocked), **{k: str(doc.get(k, "")) for k in texts})
 
 
 def write(cluster: Cluster, namespace: str, pin: Pin) -> None:

@@ -65,6 +65,11 @@ class GateCheck:
         """JSON form."""
         return {"name": self.name, "app": self.app, "result": self.result.value, "reason": self.reason}
 
+    @staticmethod
+    def reasons(checks: list[GateCheck]) -> str:
+        """Failed checks as one clause each, for an error message."""
+        return "; ".join(f"{c.app + ': ' if c.app else ''}{c.reason}" for c in checks)
+
 
 class SyncStatus(StrEnum):
     """Whether live matches Git for a release."""

@@ -259,9 +259,10 @@ def leftover_hooks(cluster: Cluster, namespace: str, hooks: list[dict[str, Any]]
             continue
         seen.add((kind, name))
         live = cluster.get(h.get("apiVersion", "v1"), kind, namespace, name)
-        if live is not None and health.check(live).status == health.HealthStatus.DEGRADED:
+        verdict = health.check(live)
+        if live is not None and verdict.status == health.HealthStatus.DEGRADED:
             out.append(
-                f"leftover hook {kind} {name} from an earlier attempt failed ({health.check(live).message}); "
+                f"leftover hook {kind} {name} from an earlier attempt failed ({verdict.message}); "
                 f"clean it with `kubectl delete {kind.lower()} {name} -n {namespace}`"
             )
     return out
@@ -364,7 +365,7 @@ def explain(
                 continue
             what = f"{o['kind']} {md['name']}: {h.message}"
             if live is not None and health.kind_of(o).runs_pods:
-                pods = [p for p in workload_pods(cluster, namespace, live) if not _pod_ready(p)]
+                pods = [p for p in workload_pods(cluster, namespace, live) if not pod_ready(p)]
                 if pods:
                     return f"{what}; {describe_pod(cluster, namespace, pods[0])}"
             event = last_warning(cluster, namespace, o["kind"], md["name"]) if live is not None else ""
@@ -374,7 +375,8 @@ def explain(
     return ""
 
 
-def _pod_ready(pod: dict[str, Any]) -> bool:
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """Whether a pod is Ready (or ran to completion)."""
     conditions = pod.get("status", {}).get("conditions") or []
     return pod.get("status", {}).get("phase") == "Succeeded" or any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in conditions

@@ -342,6 +342,19 @@ class View:
         verdict = f"{env} may be promoted now." if allowed else f"{env} is blocked."
         return tabulate(rows, headers=["RESULT", "CHECK", "APP", "REASON"], tablefmt="plain") + "\n\n" + verdict
 
+    # --- pins --------------------------------------------------------------------------------------
+
+    def unpinned(self, env: str, released: list[Any]) -> str:
+        """What `promote unpin` released."""
+        if self.fmt != OutputFormat.TABLE:
+            doc = [
+                {"env": p.env, "by": p.by, "at": p.at, "reason": p.reason, "pinnedAt": p.pinned_at} for p in released
+            ]
+            return self.dump({"schemaVersion": 1, "env": env, "released": doc})
+        if not released:
+            return f"{env} is not pinned"
+        return "\n".join(f"released: {p.describe()}" for p in released)
+
     # --- watch -------------------------------------------------------------------------------------
 
     def watch_event(self, event: WatchEvent) -> str:

@@ -46,6 +46,8 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ign
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *defaults`: its keys may be overridden here, which is not a duplicate
         key = loader.construct_object(key_node, deep=deep)
         if not isinstance(key, _SCALAR_KEYS):
             raise yaml.constructor.ConstructorError(
@@ -59,6 +61,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
                 "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
             )
         seen[key] = 1
+    loader.flatten_mapping(node)  # YAML merge keys, which helm reads too
     mapping: dict[Any, Any] = loader.construct_mapping(node, deep=deep)
     return mapping
 

@@ -8,6 +8,8 @@ are never touched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -16,9 +18,19 @@ from promote.engine.core import Reconciled, reconcile
 from promote.engine.gating import gate_checks, pin_checks, pins_of
 from promote.engine.planning import assemble
 from promote.engine.runtime import Runtime
-from promote.engine.syncing import ReleaseSync, env_health
+from promote.engine.syncing import ReleaseSync, env_health, env_locks
 from promote.engine.workspace import ApplyOptions, Options, Target, Workspace
-from promote.errors import GateBlocked, Interrupted, PolicyViolation, PromoteError, ValidationError, exit_code_for
+from promote.errors import (
+    ConfigError,
+    GateBlocked,
+    Interrupted,
+    PolicyViolation,
+    PromoteError,
+    ValidationError,
+    exit_code_for,
+)
+from promote.lock import EnvLock
+from promote.plan import Plan
 from promote.results import ApplyResult, EnvResult, Event, GateCheck, GateResult, HealthStatus, Outcome, ReleaseResult
 from promote.values import Violation
 
@@ -54,6 +66,7 @@ class _Run:
     runtime: Runtime
     aopts: ApplyOptions
     emit: sync.Emit
+    target: str = ""
     revision: str = "unknown"
     label: str = ""
     chain: tuple[str, ...] = ()  # the environments this apply syncs, in order
@@ -63,6 +76,22 @@ class _Run:
     def event(self, ev: Event) -> None:
         self.events.append(ev)
         self.emit(ev)
+
+    def waiting(self, lock: EnvLock, holder: str) -> None:
+        """Said once when the environment's lock is busy."""
+        at = self.runtime.clock.now()
+        message = f"lock held by {holder}"
+        self.event(
+            Event(
+                at=at,
+                env=lock.env,
+                kind="Lease",
+                namespace=lock.namespace,
+                name=lock.name,
+                status="Waiting",
+                message=message,
+            )
+        )
 
     def result(self, target: str, error: PromoteError | None = None) -> ApplyResult:
         reached = {e.name for e in self.envs}
@@ -84,14 +113,17 @@ def apply(
     emit: sync.Emit,
     saved_plan: dict[str, Any] | None = None,
     runtime: Runtime | None = None,
+    confirm: Callable[[Plan], bool] | None = None,
 ) -> ApplyResult:
     """Sync every environment of the chain up to `target`, in order, each only if its gate allows.
 
     With `saved_plan`, the plan is computed again first and the apply refuses unless nothing moved.
+    With `confirm`, the plan is handed to it once the preflight passed, and nothing changes unless it
+    says yes (terraform's question on a terminal); a plan without changes is not asked about.
     """
     runtime = runtime or Runtime.for_options(opts)
     runtime.prefetch_helm_version()  # overlaps the definitions' loading, if not remembered
-    run = _Run(runtime, aopts, emit)
+    run = _Run(runtime, aopts, emit, target=target)
     try:
         with Workspace(opts) as ws:
             chain = ws.defs.chain_to(target)
@@ -99,14 +131,15 @@ def apply(
             targets = ws.targets(chain)
             policies = {(t.app.name, t.env.policy) for t in targets if t.env.name == target}
             _fail_on_violations(ws.validate(targets), policies, target)
-            soon = ws.revision_soon()
-            runtime.connect([t.context for t in targets])
-            done = reconcile(targets, runtime)
-            run.revision = soon.result()
+            done = reconcile(targets, runtime, while_rendering=ws.revision_soon)
+            run.revision = ws.revision_soon().result()
+            planned = assemble(target, chain, targets, [r.plan for r in done], run.revision)
             if saved_plan is not None:
-                saved.verify(saved_plan, assemble(target, chain, targets, [r.plan for r in done], run.revision))
+                saved.verify(saved_plan, planned)
             run.label = _ref_label(ws, run.revision)
             _preflight(run, ws, target, [r for r in done if r.target.env.name in run.chain])
+            if confirm is not None and planned.has_changes and not confirm(planned):
+                raise ConfigError("apply cancelled: nothing was changed")
             for env in (target,) if aopts.only else chain:
                 run.envs.append(_apply_env(run, ws, env, [r for r in done if r.target.env.name == env]))
         return run.result(target)
@@ -158,9 +191,8 @@ def _preflight(run: _Run, ws: Workspace, target: str, releases: list[Reconciled]
 
 def _refuse(env: str, failed: list[GateCheck]) -> NoReturn:
     """Stop the apply before anything changed: `env` is blocked by these checks."""
-    why = "; ".join(f"{c.app + ': ' if c.app else ''}{c.reason}" for c in failed)
     result = EnvResult(name=env, context=None, outcome=Outcome.BLOCKED, gate=tuple(failed))
-    raise _EnvFailed(result, GateBlocked(f"promotion to {env} blocked: {why}"))
+    raise _EnvFailed(result, GateBlocked(f"promotion to {env} blocked: {GateCheck.reasons(failed)}"))
 
 
 def _apply_env(run: _Run, ws: Workspace, env: str, releases: list[Reconciled]) -> EnvResult:
@@ -181,35 +213,42 @@ def _apply_env(run: _Run, ws: Workspace, env: str, releases: list[Reconciled]) -
             gate=tuple(checks),
         )
 
-    for r in releases:
-        if r.plan.errors:
-            error = PromoteError(f"cannot apply {env}: {r.plan.app}: {'; '.join(r.plan.errors)}")
-            raise _EnvFailed(result(Outcome.FAILED, [], []), error)
     targets = [r.target for r in releases]
-    if run.aopts.unpin:
-        _unpin(run, env, targets)
-    checks = gate_checks(ws, run.runtime, env, targets, run.aopts.allow_dirty)
-    if failed := [c for c in checks if c.result == GateResult.FAIL]:
-        why = "; ".join(f"{c.app + ': ' if c.app else ''}{c.reason}" for c in failed)
-        raise _EnvFailed(result(Outcome.BLOCKED, [], checks), GateBlocked(f"promotion to {env} blocked: {why}"))
-    results: list[ReleaseResult] = []
-    for r in releases:
-        try:
-            results.append(_sync(run, env, r))
-        except PromoteError as e:
-            t = r.target
-            failed_release = ReleaseResult(
-                app=t.app.name, release=t.env.release, namespace=t.env.namespace, outcome=Outcome.FAILED, message=str(e)
-            )
-            raise _EnvFailed(
-                result(Outcome.FAILED, [*results, failed_release], checks, HealthStatus.DEGRADED), e
-            ) from e
+    unpinning = run.aopts.unpin and env == run.target
+    # The lock covers the gate, the pins and every release: nothing may be promoted past a pin or a
+    # rollback that lands between the check and the change. With nothing to change, nothing to lock.
+    work = unpinning or any(r.plan.needs_apply for r in releases)
+    held: AbstractContextManager[dict[tuple[str | None, str], EnvLock]] = (
+        env_locks(run.runtime, env, targets, run.aopts, on_wait=run.waiting) if work else nullcontext({})
+    )
+    with held as locks:
+        checks = gate_checks(ws, run.runtime, env, targets, run.aopts.allow_dirty, own_pin=not unpinning)
+        if failed := [c for c in checks if c.result == GateResult.FAIL]:
+            blocked = GateBlocked(f"promotion to {env} blocked: {GateCheck.reasons(failed)}")
+            raise _EnvFailed(result(Outcome.BLOCKED, [], checks), blocked)
+        if unpinning:
+            _unpin(run, env, targets)
+        results: list[ReleaseResult] = []
+        for r in releases:
+            try:
+                results.append(_sync(run, env, r, locks))
+            except PromoteError as e:
+                t = r.target
+                failed_release = ReleaseResult(
+                    app=t.app.name,
+                    release=t.env.release,
+                    namespace=t.env.namespace,
+                    outcome=Outcome.FAILED,
+                    message=str(e),
+                )
+                env_failed = result(Outcome.FAILED, [*results, failed_release], checks, HealthStatus.DEGRADED)
+                raise _EnvFailed(env_failed, e) from e
     outcome = Outcome.SYNCED if any(r.outcome == Outcome.SYNCED for r in results) else Outcome.UNCHANGED
     return result(outcome, results, checks, env_health(run.runtime, targets))
 
 
 def _unpin(run: _Run, env: str, targets: list[Target]) -> None:
-    """apply --unpin: release the environment's pin, and say so, before its gate is checked."""
+    """apply --unpin: release the environment's pin, and say so (under its lock, once the gate passed)."""
     for ns, p in pins_of(run.runtime, env, targets).items():
         cluster = run.runtime.cluster(next(t.context for t in targets if t.env.namespace == ns))
         pin.clear(cluster, ns, env)
@@ -227,8 +266,8 @@ def _unpin(run: _Run, env: str, targets: list[Target]) -> None:
         )
 
 
-def _sync(run: _Run, env: str, r: Reconciled) -> ReleaseResult:
-    """One release: unchanged when the plan says so, else synced under the lock."""
+def _sync(run: _Run, env: str, r: Reconciled, locks: dict[tuple[str | None, str], EnvLock]) -> ReleaseResult:
+    """One release: unchanged when the plan says so, else synced under the environment's lock."""
     t = r.target
     if not r.plan.needs_apply:
         return ReleaseResult(
@@ -247,4 +286,5 @@ def _sync(run: _Run, env: str, r: Reconciled) -> ReleaseResult:
         by=record.who(),
         at=run.runtime.clock.now().isoformat(),
     )
-    return ReleaseSync(run.runtime, t, promo, run.aopts, run.event, planned=r).run()
+    lock = locks[(t.context, t.env.namespace)]
+    return ReleaseSync(run.runtime, t, promo, run.aopts, run.event, lock, planned=r).run()

@@ -15,7 +15,6 @@ from promote import diff, health
 from promote.chart import chart_crds, hook_annotation
 from promote.cluster import ApiError, Cluster
 from promote.engine.workspace import Target
-from promote.errors import ChartError
 from promote.plan import Action, FieldChange, HookPhase, ReleasePlan, ResourceChange
 from promote.release import ReleaseHistory, unverified
 from promote.snapshot import Snapshot
@@ -170,7 +169,7 @@ def compare(
         try:
             change, error = _compare_object(snap, t, obj, live, old, ns_exists, details)
         except ApiError as e:
-            change, error = None, str(e)
+            change, error = None, diff.mask_text(str(e), t.hidden)  # the API quotes the value it refuses
         changes += [change] if change else []
         errors += [error] if error else []
     changes += _deletions(old, {diff.identity(o) for o in resources}, live, details)
@@ -258,8 +257,6 @@ def _crds(snap: Snapshot, t: Target) -> list[ResourceChange]:
     out = []
     for crd in chart_crds(t.chart):
         ident = (str(crd.get("apiVersion", "")), "CustomResourceDefinition", "", str(crd["metadata"]["name"]))
-        if not ident[3]:
-            raise ChartError(f"chart {t.chart.name}: a CustomResourceDefinition in crds/ has no metadata.name")
         live = snap.find([ident]).get(ident)
         out.append(ResourceChange(Action.UNCHANGED if live else Action.CREATE, ident[0], ident[1], None, ident[3]))
     return out

@@ -12,11 +12,12 @@ from promote.results import GateCheck, GateResult
 
 
 def gate_checks(
-    ws: Workspace, runtime: Runtime, env: str, env_targets: list[Target], allow_dirty: bool
+    ws: Workspace, runtime: Runtime, env: str, env_targets: list[Target], allow_dirty: bool, own_pin: bool = True
 ) -> list[GateCheck]:
-    """Every gate check for promoting `env` now: its own pin, then (after the first environment of the
-    chain) a clean tree and, per app, what the upstream environment runs."""
-    checks = pin_checks(runtime, env, env_targets)
+    """Every gate check for promoting `env` now: its own pin (unless `own_pin` is False: apply --unpin
+    releases it once the rest passes), then, after the first environment of the chain, a clean tree and,
+    per app, what the upstream environment runs."""
+    checks = pin_checks(runtime, env, env_targets) if own_pin else []
     upstream = ws.defs.upstream_of(env)
     if upstream is None:
         return checks
@@ -85,9 +86,8 @@ def gate_report(opts: Options, env: str, allow_dirty: bool = False, runtime: Run
         else:
             checks = [GateCheck("values-valid", GateResult.PASS, "definitions and values are valid")]
         runtime.connect([t.context for t in targets])
-        if len(chain) > 1:
-            checks += gate_checks(ws, runtime, env, targets, allow_dirty)
-        else:
+        checks += gate_checks(ws, runtime, env, targets, allow_dirty)
+        if len(chain) == 1:
             checks.append(GateCheck("upstream", GateResult.PASS, f"{env} is the first environment of the chain"))
         for t in targets:
             holder = EnvLock(runtime.cluster(t.context), t.env.namespace, env, "").current_holder()

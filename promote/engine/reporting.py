@@ -20,7 +20,7 @@ from promote.engine.core import Reconciled, reconcile
 from promote.engine.runtime import Runtime
 from promote.engine.syncing import release_health
 from promote.engine.workspace import Options, Target, Workspace
-from promote.errors import PromoteError
+from promote.errors import ConfigError, PromoteError
 from promote.plan import Action, ResourceChange
 from promote.release import ReleaseHistory, history, promotion_of
 from promote.results import (
@@ -107,11 +107,7 @@ def runtime_notes(cluster: Cluster, namespace: str, hist: ReleaseHistory) -> lis
             if count:
                 notes.append(f"Pod {pod}: {count} restart(s)")
         for p in pods:
-            ready = any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in p.get("status", {}).get("conditions") or []
-            )
-            if not ready and not p["metadata"].get("deletionTimestamp"):
+            if not sync.pod_ready(p) and not p["metadata"].get("deletionTimestamp"):
                 notes.append(f"Pod {p['metadata']['name']}: not ready ({p.get('status', {}).get('phase', 'Pending')})")
         if synced_at is not None and synced_pods is not None:
             recreated = [p for p in pods if p["metadata"].get("uid") not in synced_pods]
@@ -242,9 +238,8 @@ class _PendingReasons:
                 checks = gate_checks(self.ws, self.runtime, env, env_targets, allow_dirty=False)
             except PromoteError as e:
                 checks = [GateCheck("gate", GateResult.FAIL, f"cannot evaluate the gate: {e}")]
-            self._gates[env] = [
-                f"{c.app + ': ' if c.app else ''}{c.reason}" for c in checks if c.result == GateResult.FAIL
-            ]
+            failed = [c for c in checks if c.result == GateResult.FAIL]
+            self._gates[env] = [GateCheck.reasons([c]) for c in failed]
         return self._gates[env]
 
 
@@ -371,7 +366,9 @@ def _healer(opts: Options, env: str, runtime: Runtime, aopts: ApplyOptions) -> C
 
     def heal(s: ReleaseStatus) -> None:
         with Workspace(opts) as ws:
-            target = next(t for t in ws.targets((env,)) if t.app.name == s.app)
+            target = next((t for t in ws.targets((env,)) if t.app.name == s.app), None)
+        if target is None:
+            raise ConfigError(f"app {s.app} is no longer defined for {env}: nothing to restore it to")
         restore_promoted(runtime, target, aopts)
 
     return heal

@@ -8,7 +8,7 @@ which helm records as "Rollback to N".
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from promote import pin, record, sync
 from promote.engine.runtime import Runtime
@@ -16,13 +16,14 @@ from promote.engine.syncing import (
     ReleaseSync,
     SyncMode,
     env_health,
-    env_locked,
+    env_locks,
     recover_pending,
     release_health,
 )
 from promote.engine.workspace import ApplyOptions, Options, Target, Workspace
 from promote.errors import HelmError, PromoteError, UnknownRevision, exit_code_for
-from promote.release import ReleaseHistory, ReleaseRecord, history, promotion_of
+from promote.lock import EnvLock
+from promote.release import ReleaseHistory, history, promotion_of
 from promote.results import ApplyResult, EnvResult, Outcome, ReleaseResult
 
 
@@ -43,19 +44,17 @@ def rollback(
             targets = ws.targets((ws.defs.chain_to(env)[-1],))
             runtime.connect([t.context for t in targets])
             revision = ws.source.revision()
-            blocked: dict[str, str] = {}
-            decided = False  # a rollback chosen by someone, not only the way out of a stuck release
-            for t in targets:
-                context = runtime.cluster(t.context).context
-                hist, deployed = _current(runtime, t)
-                stuck = to is None and hist.latest is not None and hist.latest.status.startswith("pending-")
-                away_from = promotion_of(hist, deployed)
-                results.append(_rollback_release(ws, runtime, t, aopts, to, emit))
-                decided = decided or not stuck
-                if away_from is not None and not stuck:
-                    blocked[t.app.name] = away_from.artifact
-            if decided:
-                _pin(runtime, env, targets, results, blocked, aopts.reason)
+            # One lock for the whole environment: what to roll back to is chosen under it, and the pin is
+            # written before the first release changes, so no apply can slip in between.
+            with env_locks(runtime, env, targets, aopts) as locks:
+                steps = [_decide(runtime, t, to) for t in targets]
+                if any(not s.stuck for s in steps):
+                    _pin(runtime, env, targets, steps, aopts.reason)
+                for step in steps:
+                    context = runtime.cluster(step.target.context).context
+                    lock = locks[(step.target.context, step.target.env.namespace)]
+                    lock.ensure_held()
+                    results.append(_rollback_release(ws, runtime, step, aopts, emit, lock))
         res = EnvResult(
             name=env,
             context=context,
@@ -78,21 +77,31 @@ def rollback(
         )
 
 
-def _current(runtime: Runtime, t: Target) -> tuple[ReleaseHistory, ReleaseRecord | None]:
-    hist = history(runtime.cluster(t.context), t.env.namespace, t.env.release, current_only=True)
-    return hist, hist.deployed
+@dataclass(frozen=True)
+class _Step:
+    """What rolling one release back will do, decided under the lock before anything changes."""
+
+    target: Target
+    hist: ReleaseHistory
+    stuck: bool  # only the way out of a release left pending-* (not a decision about an artifact)
+    number: int | None = None  # the helm revision to go back to
+    promo: record.Promotion | None = None  # the promotion that revision carries
+    away_from: str | None = None  # the artifact rolled back away from
 
 
-def _pin(
-    runtime: Runtime,
-    env: str,
-    targets: list[Target],
-    results: list[ReleaseResult],
-    blocked: dict[str, str],
-    reason: str,
-) -> None:
-    """Hold `env` at what it was rolled back to, in every namespace its apps live in."""
-    at = ", ".join(f"{r.app} revision {r.revision}" for r in results)
+def _decide(runtime: Runtime, t: Target, to: str | None) -> _Step:
+    hist = history(runtime.cluster(t.context), t.env.namespace, t.env.release)
+    if to is None and hist.latest is not None and hist.latest.status.startswith("pending-"):
+        return _Step(t, hist, stuck=True)
+    number, promo = pick(hist, to)
+    current = promotion_of(hist, hist.deployed)
+    return _Step(t, hist, stuck=False, number=number, promo=promo, away_from=current.artifact if current else None)
+
+
+def _pin(runtime: Runtime, env: str, targets: list[Target], steps: list[_Step], reason: str) -> None:
+    """Hold `env` at what it is being rolled back to, in every namespace its apps live in."""
+    at = ", ".join(f"{s.target.app.name} revision {s.number}" for s in steps if not s.stuck)
+    blocked = {s.target.app.name: s.away_from for s in steps if not s.stuck and s.away_from}
     p = pin.Pin(
         env=env, by=record.who(), at=runtime.clock.now().isoformat(), reason=reason, pinned_at=at, blocked=blocked
     )
@@ -142,26 +151,21 @@ def pick(hist: ReleaseHistory, to: str | None) -> tuple[int, record.Promotion | 
 
 
 def _rollback_release(
-    ws: Workspace, runtime: Runtime, t: Target, aopts: ApplyOptions, to: str | None, emit: sync.Emit
+    ws: Workspace, runtime: Runtime, step: _Step, aopts: ApplyOptions, emit: sync.Emit, lock: EnvLock
 ) -> ReleaseResult:
-    cluster, ns, release = runtime.cluster(t.context), t.env.namespace, t.env.release
-    hist = history(cluster, ns, release)
-    if hist.latest and hist.latest.status.startswith("pending-") and to is None:
+    t = step.target
+    if step.stuck:
         # The way out of a stuck release: its last good state (none, for an install that never completed).
-        with env_locked(runtime, t, aopts) as lock:
-            lock.ensure_held()
-            return _rolled_back(runtime, t, recover_pending(runtime, t, history(cluster, ns, release), aopts))
-    number, promo = pick(hist, to)
-    if promo and not promo.revision.endswith("-dirty"):
-        again = _resync(ws, runtime, t, promo, number, aopts, emit)
+        return _rolled_back(runtime, t, recover_pending(runtime, t, step.hist, aopts))
+    assert step.number is not None
+    if step.promo and not step.promo.revision.endswith("-dirty"):
+        again = _resync(ws, runtime, t, step.promo, step.number, aopts, emit, lock)
         if again is not None:
             return again
     # Not reproducible from Git (dirty tree, command-line values, or a revision promote did not make).
-    helm = runtime.helm_for(cluster, context=t.context, wait=aopts.timeout)
-    with env_locked(runtime, t, aopts) as lock:
-        lock.ensure_held()
-        asyncio.run(helm.rollback(release, ns, number, aopts.timeout))
-        return _rolled_back(runtime, t, f"helm rollback to revision {number}")
+    helm = runtime.helm_for(runtime.cluster(t.context), context=t.context, wait=aopts.timeout)
+    asyncio.run(helm.rollback(t.env.release, t.env.namespace, step.number, aopts.timeout))
+    return _rolled_back(runtime, t, f"helm rollback to revision {step.number}")
 
 
 def _resync(
@@ -172,6 +176,7 @@ def _resync(
     number: int,
     aopts: ApplyOptions,
     emit: sync.Emit,
+    lock: EnvLock,
 ) -> ReleaseResult | None:
     """Sync the commit and values of promotion `promo` again, when they can be reproduced exactly."""
     try:
@@ -186,7 +191,7 @@ def _resync(
                 action=record.RecordAction.ROLLBACK,
                 rolled_back_to=number,
             )
-            res = ReleaseSync(runtime, old_t, again, aopts, emit, mode=SyncMode.RESYNC).run()
+            res = ReleaseSync(runtime, old_t, again, aopts, emit, lock, mode=SyncMode.RESYNC).run()
             return replace(
                 res, outcome=Outcome.ROLLED_BACK, message=f"re-synced {promo.revision[:7]} (was revision {number})"
             )

@@ -164,7 +164,7 @@ class Scheduler:
                 )
             return Reconciled(target=t, plan=plan, history=hist, rendered=rendered[0], objects=tuple(details or ()))
         except PromoteError as e:
-            return Reconciled(target=t, plan=replace(base, errors=(str(e),)), history=hist)
+            return Reconciled(target=t, plan=replace(base, errors=(diff.mask_text(str(e), t.hidden),)), history=hist)
 
     async def _render(
         self, i: int, t: Target, cluster: Cluster, base: ReleasePlan

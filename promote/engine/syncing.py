@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from promote import health, record, sync
+from promote import diff, health, record, sync
 from promote.chart import hook_annotation
 from promote.cluster import ApiError, Cluster
 from promote.engine.core import Reconciled, reconcile
 from promote.engine.runtime import Runtime
 from promote.engine.workspace import ApplyOptions, Target
 from promote.errors import HelmError, Interrupted, PromoteError
-from promote.helm.client import Helm
 from promote.lock import EnvLock
 from promote.release import ReleaseHistory, ReleaseRecord, history, last_good, restore_point, stamp, unverified
 from promote.results import Event, Outcome, ReleaseResult
+
+if TYPE_CHECKING:
+    from promote.helm.client import Helm
 
 
 class SyncMode(StrEnum):
@@ -37,10 +39,11 @@ class SyncMode(StrEnum):
 
 @dataclass
 class ReleaseSync:
-    """One release of one environment, synced under the environment's lock.
+    """One release of one environment, synced under the environment's lock, which the caller holds
+    (see env_locks) for the whole change of the environment, gate check included.
 
-    `planned` is the plan made before taking the lock; when we had to wait for the lock (or took over a
-    crashed apply's), the release is planned again under it.
+    `planned` is the plan made before taking the lock; when we had to wait for the lock, took over a
+    crashed apply's, or find the release moved since, it is planned again under it.
     """
 
     runtime: Runtime
@@ -48,18 +51,13 @@ class ReleaseSync:
     promo: record.Promotion
     aopts: ApplyOptions
     emit: sync.Emit
+    lock: EnvLock
     mode: SyncMode = SyncMode.PROMOTE
     planned: Reconciled | None = None
     cluster: Cluster = field(init=False)
-    lock: EnvLock = field(init=False)
 
     def __post_init__(self) -> None:
-        t = self.target
-        self.cluster = self.runtime.cluster(t.context)
-        owner = f"{self.promo.by}/{os.getpid()}"
-        self.lock = EnvLock(
-            self.cluster, t.env.namespace, t.env.name, owner, ttl=self.aopts.lock_ttl, subject=t.env.release
-        )
+        self.cluster = self.runtime.cluster(self.target.context)
 
     @property
     def helm(self) -> Helm:
@@ -67,29 +65,24 @@ class ReleaseSync:
         return self.runtime.helm_for(self.cluster, context=self.target.context, wait=self.aopts.timeout)
 
     def run(self) -> ReleaseResult:
-        """All phases; a ReleaseResult for a synced or unchanged release, a PromoteError otherwise."""
-        with self._locked():
-            hist, crashed = self._recover()
-            done, message = self._plan(hist, crashed)
-            if not done.plan.has_changes:
-                return self._result(Outcome.UNCHANGED, done.plan.current_revision, message)
-            return self._upgrade(done)
+        """All phases; a ReleaseResult for a synced or unchanged release, a PromoteError otherwise (its
+        message with any writeOnly value masked: helm and the API quote values they refuse)."""
+        try:
+            return self._phases()
+        except PromoteError as e:
+            masked = diff.mask_text(str(e), self.target.hidden)
+            if masked == str(e):
+                raise
+            raise HelmError(masked) from None
+
+    def _phases(self) -> ReleaseResult:
+        hist, crashed = self._recover()
+        done, message, hist = self._plan(hist, crashed)
+        if not done.plan.has_changes:
+            return self._result(Outcome.UNCHANGED, done.plan.current_revision, message)
+        return self._upgrade(done, hist)
 
     # --- phases ------------------------------------------------------------------------------------
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The environment's Lease for the whole sync; the namespace first, where the Lease lives."""
-        t = self.target
-        ensure_namespace(self.cluster, t.env.namespace)
-        self.lock.acquire(
-            self.aopts.lock_timeout,
-            on_wait=lambda holder: self._say("Lease", self.lock.name, "Waiting", f"lock held by {holder}"),
-        )
-        try:
-            yield
-        finally:
-            self.lock.release()
 
     def _recover(self) -> tuple[ReleaseHistory, str | None]:
         """(history, who crashed): a release left pending-* by an apply that died is restored first."""
@@ -106,12 +99,16 @@ class ReleaseSync:
             hist = history(self.cluster, t.env.namespace, t.env.release)
         return hist, crashed
 
-    def _plan(self, hist: ReleaseHistory, crashed: str | None) -> tuple[Reconciled, str]:
-        """The plan to carry out under the lock, and what to say if it has nothing to do."""
+    def _plan(self, hist: ReleaseHistory, crashed: str | None) -> tuple[Reconciled, str, ReleaseHistory]:
+        """The plan to carry out under the lock, what to say if it has nothing to do, and helm's history
+        as it stands under the lock (all of it: a failure goes back to the last good revision)."""
         done = self.planned
         stale = done is None or done.rendered is None or self.lock.waited > 0 or bool(self.lock.took_over)
         if done is not None and not done.plan.has_changes:
             stale = True  # here only to check an unverified revision, which someone may have done since
+        latest = (hist.latest.revision, hist.latest.status) if hist.latest else (None, None)
+        if done is not None and latest != (done.plan.current_revision, done.plan.current_status):
+            stale = True  # someone changed the release between our plan and our lock
         # Plan again under the lock when stale: an apply we waited for may already have done the work.
         # Else the plan stands, with the history as read under the lock.
         done = self._replan() if stale or done is None else replace(done, history=hist)
@@ -121,7 +118,8 @@ class ReleaseSync:
             # Git still wants what that revision holds: finish the wait its apply began.
             message = verify_unverified(self.runtime, self.target, hist, rec, crashed, self.aopts, self.emit)
             done = self._replan()
-        return done, message
+            hist = history(self.cluster, self.target.env.namespace, self.target.env.release)
+        return done, message, hist
 
     def _replan(self) -> Reconciled:
         done = reconcile([self.target], self.runtime)[0]
@@ -130,11 +128,11 @@ class ReleaseSync:
             raise PromoteError(f"cannot sync {t.env.release} in {t.env.namespace}: {'; '.join(done.plan.errors)}")
         return done
 
-    def _upgrade(self, done: Reconciled) -> ReleaseResult:
+    def _upgrade(self, done: Reconciled, hist: ReleaseHistory) -> ReleaseResult:
         """helm upgrade, then our wait (or helm's, when post-* hooks need it), then record; or restore."""
         t, ns = self.target, self.target.env.namespace
-        hist, rendered = done.history, done.rendered
-        assert hist is not None and rendered is not None
+        rendered = done.rendered
+        assert rendered is not None
         objs = [o for o in rendered if not hook_annotation(o)]
         hooks = [o for o in rendered if hook_annotation(o)]
         workloads = [(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objs if health.kind_of(o).runs_pods]
@@ -253,17 +251,35 @@ def ensure_namespace(cluster: Cluster, namespace: str) -> None:
 
 
 @contextmanager
-def env_locked(runtime: Runtime, t: Target, aopts: ApplyOptions) -> Iterator[EnvLock]:
-    """The environment's Lease around a change made outside a ReleaseSync (self-heal, helm rollback)."""
-    cluster = runtime.cluster(t.context)
-    ensure_namespace(cluster, t.env.namespace)
+def env_locks(
+    runtime: Runtime,
+    env: str,
+    targets: list[Target],
+    aopts: ApplyOptions,
+    on_wait: Callable[[EnvLock, str], None] | None = None,
+) -> Iterator[dict[tuple[str | None, str], EnvLock]]:
+    """The environment's Leases, one per (context, namespace) its releases live in, by that key, held for
+    a whole change of the environment (gate check, pins, every release). Taken in one order, so two
+    applies never hold one each while waiting for the other."""
     owner = f"{record.who()}/{os.getpid()}"
-    lock = EnvLock(cluster, t.env.namespace, t.env.name, owner, ttl=aopts.lock_ttl, subject=t.env.release)
-    lock.acquire(aopts.lock_timeout)
-    try:
-        yield lock
-    finally:
-        lock.release()
+    with ExitStack() as stack:
+        locks: dict[tuple[str | None, str], EnvLock] = {}
+        for ctx, ns in sorted({(t.context, t.env.namespace) for t in targets}, key=lambda k: (str(k[0]), k[1])):
+            cluster = runtime.cluster(ctx)
+            ensure_namespace(cluster, ns)
+            releases = ",".join(sorted(t.env.release for t in targets if (t.context, t.env.namespace) == (ctx, ns)))
+            lock = EnvLock(cluster, ns, env, owner, ttl=aopts.lock_ttl, subject=releases)
+            lock.acquire(aopts.lock_timeout, on_wait=(lambda holder, lk=lock: on_wait(lk, holder)) if on_wait else None)
+            stack.callback(lock.release)
+            locks[(ctx, ns)] = lock
+        yield locks
+
+
+@contextmanager
+def env_locked(runtime: Runtime, t: Target, aopts: ApplyOptions) -> Iterator[EnvLock]:
+    """The environment's Lease in one release's namespace, around a change of that release alone."""
+    with env_locks(runtime, t.env.name, [t], aopts) as locks:
+        yield locks[(t.context, t.env.namespace)]
 
 
 # --- self-heal --------------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from devcluster.kube import Kube
 from tests.support.cli import (
     Deployed,
@@ -25,24 +23,13 @@ from tests.support.cli import (
     drifted,
     expect,
     release_status,
+    replicas,
     status_json,
 )
 from tests.support.helm import stored_revisions
 from tests.support.kube import b64, delete_a_pod, get, kubectl, managers, patch_as, release_pods, restarts
 from tests.support.repo import APP, CHART_PASSWORD, CONFIGMAP, PROD_RELEASE, SECRET
 from tests.support.wait import wait_for, wait_past_sync_second
-
-
-@pytest.fixture
-def deployed(tmp_path: Path, make_namespace: Callable[[], str]) -> Deployed:
-    """The python-app definition applied to default (1 replica) and prod (3 replicas)."""
-    return deploy(tmp_path, make_namespace)
-
-
-def _replicas(kube: Kube, d: Deployed) -> int:
-    obj = get(kube, d.deployment_path)
-    assert obj is not None
-    return int(obj["spec"]["replicas"])
 
 
 def _scale(d: Deployed, replicas: int) -> None:
@@ -84,7 +71,7 @@ def test_kubectl_scale_is_drift_and_apply_reverts_it(kube: Kube, deployed: Deplo
 
     apply_prod(deployed.repo)
 
-    assert _replicas(kube, deployed) == 3
+    assert replicas(kube, deployed) == 3
     assert stored_revisions(kube, deployed.prod_ns, PROD_RELEASE) == [1, 2]
     rel = release_status(status_json(deployed.repo, "prod"), "prod")
     assert (rel["sync"], rel["drift"]) == ("Synced", [])
@@ -149,7 +136,7 @@ def test_replicas_an_hpa_scales_are_not_drift(kube: Kube, deployed: Deployed) ->
         },
     )
     _scale(deployed, 4)  # as the HPA would, through the scale subresource
-    assert _replicas(kube, deployed) == 4
+    assert replicas(kube, deployed) == 4
 
     rel = release_status(status_json(deployed.repo, "prod"), "prod")
     assert ("Deployment", "spec.replicas") not in drift_fields(rel)
@@ -208,7 +195,7 @@ def test_ignore_differences_hides_a_field(kube: Kube, tmp_path: Path, make_names
     ignore = [{"kind": "Deployment", "name": PROD_RELEASE, "jsonPointers": ["/spec/replicas"]}]
     d = deploy(tmp_path, make_namespace, top={"ignoreDifferences": ignore})
     _scale(d, 1)
-    assert _replicas(kube, d) == 1
+    assert replicas(kube, d) == 1
 
     rel = release_status(status_json(d.repo, "prod"), "prod")
     assert rel["drift"] == []

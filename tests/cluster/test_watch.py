@@ -6,32 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from pathlib import Path
-
-import pytest
 
 from devcluster.kube import Kube
-from tests.support.cli import Deployed, cli, deploy, expect, release_status, status_json
+from tests.support.cli import Deployed, cli, expect, release_status, replicas, status_json
 from tests.support.contract import assert_branch
 from tests.support.helm import stored_revisions
-from tests.support.kube import delete_a_pod, get, kubectl
+from tests.support.kube import delete_a_pod, kubectl
 from tests.support.repo import APP, PROD_RELEASE
 from tests.support.wait import wait_past_sync_second
 
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
-
-
-@pytest.fixture
-def deployed(tmp_path: Path, make_namespace: Callable[[], str]) -> Deployed:
-    """The python-app definition applied to default (1 replica) and prod (3 replicas)."""
-    return deploy(tmp_path, make_namespace)
-
-
-def _replicas(kube: Kube, d: Deployed) -> int:
-    obj = get(kube, d.deployment_path)
-    assert obj is not None
-    return int(obj["spec"]["replicas"])
 
 
 def _watch(d: Deployed, *args: str) -> list[str]:
@@ -50,7 +34,7 @@ def test_self_heal_reverts_a_hand_scale_and_logs_it(kube: Kube, deployed: Deploy
     assert [bool(drift.fullmatch(line)) for line in lines] == [True, False], lines
     assert reverted.fullmatch(lines[1]), lines
     assert lines[0][:20] <= lines[1][:20]
-    assert _replicas(kube, deployed) == 3
+    assert replicas(kube, deployed) == 3
     assert stored_revisions(kube, deployed.prod_ns, PROD_RELEASE) == [1, 2]
     rel = release_status(status_json(deployed.repo, "prod", "--detailed-exitcode", code=0), "prod")
     assert (rel["sync"], rel["drift"]) == ("Synced", [])
@@ -68,7 +52,7 @@ def test_self_heal_as_json_lines(kube: Kube, deployed: Deployed) -> None:
     assert shape == [("drift", *where), ("reverted", *where)], docs
     assert (docs[0]["path"], docs[0]["git"], docs[0]["live"]) == ("spec.replicas", 3, 1)
     assert docs[1]["paths"] == ["spec.replicas"]
-    assert _replicas(kube, deployed) == 3
+    assert replicas(kube, deployed) == 3
 
 
 def test_without_self_heal_drift_is_only_logged(kube: Kube, deployed: Deployed) -> None:
@@ -78,7 +62,7 @@ def test_without_self_heal_drift_is_only_logged(kube: Kube, deployed: Deployed) 
 
     assert len(lines) == 1, lines
     assert " drift " in lines[0] and "spec.replicas: Git 3, live 1" in lines[0]
-    assert _replicas(kube, deployed) == 1
+    assert replicas(kube, deployed) == 1
     assert stored_revisions(kube, deployed.prod_ns, PROD_RELEASE) == [1]
 
 

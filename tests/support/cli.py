@@ -18,6 +18,7 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
+from devcluster.kube import Kube
 from promote.cli import main
 from tests.support.repo import PROD_RELEASE, make_repo
 
@@ -169,6 +170,12 @@ class Deployed:
     def deployment_path(self) -> str:
         """API path of the prod Deployment."""
         return f"/apis/apps/v1/namespaces/{self.prod_ns}/deployments/{PROD_RELEASE}"
+
+
+def replicas(kube: Kube, d: Deployed) -> int:
+    """spec.replicas of the prod Deployment, read live."""
+    obj = kube.get(d.deployment_path)
+    return int(obj["spec"]["replicas"])
 
 
 def deploy(tmp_path: Path, make_namespace: Callable[[], str], **definition: Any) -> Deployed:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from promote import diff, saved, yamlio
+from promote import diff, pin, saved, yamlio
 from promote import values as vals
 from promote.cluster import ApiError
 from promote.engine.syncing import ensure_namespace
@@ -290,3 +290,37 @@ def test_a_shared_file_naming_a_missing_policy_is_an_error(tmp_path: Path) -> No
     )
     code, err = _validate(repo)
     assert code == 1 and "policy '../schemas/no-such.policy.json' not found" in err, err
+
+
+def test_a_hidden_value_inside_a_structured_field_is_found() -> None:
+    hidden = frozenset({'pä"ss', "abc"})
+    env_var = [{"name": "DB", "value": 'pä"ss'}]
+    assert diff.holds(env_var, hidden) and diff.holds({"k": "abc"}, hidden)
+    (masked,) = diff.mask_fields([FieldChange("spec.env", None, env_var, segments=("spec", "env"))], hidden)
+    assert masked.sensitive and masked.after == diff.SENSITIVE
+
+
+def test_an_error_quoting_a_hidden_value_is_masked() -> None:
+    message = 'Secret "x" is invalid: data[password]: Invalid value: "hunter22": too short'
+    assert diff.mask_text(message, frozenset({"hunter22"})) == message.replace("hunter22", diff.SENSITIVE)
+
+
+def test_yaml_merge_keys_are_read_as_helm_reads_them() -> None:
+    doc = yamlio.load("base: &b {a: 1, b: 2}\nx:\n  <<: *b\n  b: 3\n", name="v.yaml")
+    assert doc["x"] == {"a": 1, "b": 3}
+    with pytest.raises(ConfigError, match="found duplicate key 'a'"):
+        yamlio.load("x:\n  a: 1\n  a: 2\n", name="v.yaml")
+
+
+class _PinMap:
+    def __init__(self, data: dict[str, str]) -> None:
+        self.data = data
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, object]:
+        return {"data": self.data}
+
+
+@pytest.mark.parametrize("text", ['{"blocked": ["x"]}', '{"by": 3}', "[]", "not json"])
+def test_a_damaged_pin_is_still_a_pin(text: str) -> None:
+    p = pin.read(_PinMap({"pin.json": text}), "ns", "prod")  # type: ignore[arg-type]
+    assert p is not None and "unreadable pin ConfigMap promote-pin-prod" in p.describe()
