@@ -8,8 +8,10 @@ that says what was being attempted.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import socket
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -203,7 +205,12 @@ class Cluster:
             def close_on_stop() -> None:
                 while not ended.is_set():
                     if stop.wait(0.1):
-                        resp.close()
+                        # Closing the response object does not wake a thread blocked in recv(); shutting
+                        # the socket down does, and the read returns at once.
+                        sock = getattr(getattr(resp, "connection", None), "sock", None)
+                        with contextlib.suppress(OSError):
+                            if sock is not None:
+                                sock.shutdown(socket.SHUT_RDWR)
                         return
 
             threading.Thread(target=close_on_stop, name="watch-closer", daemon=True).start()

@@ -135,6 +135,8 @@ class Watcher:
                 self.stop.wait(1.0)
 
     def _hook_event(self, kind: str | None, pod: dict[str, Any], hook: str) -> None:
+        if self.stop.is_set():
+            return  # the sync is over: its last look (__exit__) has said what is final
         name = pod.get("metadata", {}).get("name", "")
         if hook == HookPhase.POST_SYNC.value and ("Pod", name) not in self._seen:
             # helm runs post-* hooks once the workloads are ready: show them before the hook.
