@@ -331,10 +331,11 @@ def owned_by_other_controller(live: dict[str, Any], segments: tuple[Any, ...]) -
 
 
 def secret_fingerprint(value: Any) -> str:
-    """A stand-in for a Secret value in caches: equal values, equal fingerprints; the value is not kept."""
-    import hashlib
+    """A stand-in for a Secret value in caches: equal values, equal fingerprints on this machine; keyed,
+    so that a weak value cannot be guessed back from the cache."""
+    from promote import fingerprint
 
-    return "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()
+    return "hmac:" + fingerprint.keyed(str(value).encode(), fingerprint.machine_key())
 
 
 def covers(live: Any, want: Any, field: str = "") -> bool:

@@ -191,6 +191,9 @@ class Plan:
     revision: str
     environments: tuple[EnvironmentPlan, ...] = ()
     errors: tuple[str, ...] = field(default=())
+    # Names the key of the manifest digests (fingerprint.key_id), so a saved plan's apply knows whether
+    # it can check them.
+    digest_key: str = ""
 
     @property
     def summary(self) -> Summary:
@@ -229,6 +232,7 @@ class Plan:
             "schemaVersion": SCHEMA_VERSION,
             "target": self.target,
             "revision": self.revision,
+            "digestKey": self.digest_key,
             "environments": [e.to_dict() for e in self.environments],
             "errors": list(self.errors),
             "summary": {"create": s.create, "update": s.update, "delete": s.delete, "unchanged": s.unchanged},

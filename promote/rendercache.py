@@ -10,25 +10,27 @@ read the cluster while rendering and are never cached.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-VERSION = 1
+from promote import fingerprint
+
+VERSION = 2
 
 
 def cache_dir() -> Path:
     """Where entries live; PROMOTE_CACHE moves the whole cache."""
-    root = os.environ.get("PROMOTE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "promote")
-    return Path(root) / "render"
+    return fingerprint.cache_root() / "render"
 
 
 def key(*parts: str) -> str:
-    """The cache key over everything a render depends on."""
-    return hashlib.sha256("\0".join((str(VERSION), *parts)).encode()).hexdigest()
+    """The cache key over everything a render depends on, keyed: a file name must not let anyone test a
+    guess at the values. The plan key's id is part of it, as entries keep manifest digests made with it."""
+    ident = fingerprint.key_id(fingerprint.plan_key())
+    return fingerprint.keyed("\0".join((str(VERSION), ident, *parts)).encode(), fingerprint.machine_key())
 
 
 def load(k: str) -> tuple[list[dict[str, Any]], str] | None:

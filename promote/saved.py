@@ -1,7 +1,8 @@
 """Saved plans: what a pipeline approved, and the check that the world has not moved since.
 
 A saved plan is the plan's own JSON (it never holds Secret values: changes show them masked, and
-Secrets are covered by the rendered-manifest digest instead). Before applying it, the plan is computed
+Secrets are covered by the rendered-manifest digest instead, keyed so that it cannot be checked against
+guesses: see fingerprint). Before applying it, the plan is computed
 again and compared: the Git revision, every release's artifact, values and manifest digests, the set of
 changes, and the live resourceVersion each change was computed against. Anything that moved refuses the
 apply, saying what moved.
@@ -14,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from promote import yamlio
+from promote import fingerprint, yamlio
 from promote.errors import ConfigError, GateBlocked
 from promote.plan import SCHEMA_VERSION, Plan
 
@@ -48,6 +49,13 @@ def read(path: str) -> dict[str, Any]:
         )
     if doc.get("errors") or any(r.get("errors") for e in doc["environments"] for r in e.get("releases", [])):
         raise ConfigError(f"{path} records errors: a failed plan cannot be applied")
+    if doc.get("digestKey") != fingerprint.key_id(fingerprint.plan_key()):
+        # Checked before anything else is done: without the key, every release would look stale.
+        raise ConfigError(
+            f"{path} was planned with another digest key (on another machine, or with another "
+            f"{fingerprint.PLAN_KEY_ENV}), so this apply cannot check it. Set {fingerprint.PLAN_KEY_ENV} "
+            "to the same secret for the plan and the apply, or plan again here."
+        )
     return doc
 
 

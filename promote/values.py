@@ -17,6 +17,8 @@ from typing import Any
 
 from promote.errors import ConfigError
 
+WRITE_ONLY_MARK = "<writeOnly>"
+
 MASK = "(sensitive)"
 
 
@@ -219,6 +221,34 @@ def sensitive_paths(schema: Mapping[str, Any], instance: Any) -> set[tuple[Any, 
     return found
 
 
+def _at(instance: Any, path: tuple[Any, ...]) -> Any:
+    """What sits at a path (None when nothing does)."""
+    node = instance
+    for step in path:
+        if (isinstance(node, dict) and step in node) or (
+            isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+        ):
+            node = node[step]
+        else:
+            return None
+    return node
+
+
+def masked_at(instance: Any, paths: frozenset[tuple[Any, ...]] | set[tuple[Any, ...]]) -> Any:
+    """A copy with whatever sits at these paths replaced by a marker: digests over it say nothing about
+    those values."""
+    if not paths:
+        return instance
+    if () in paths:
+        return WRITE_ONLY_MARK
+    out = copy.deepcopy(instance)
+    for path in paths:
+        parent = _at(out, path[:-1])
+        if _at(parent, path[-1:]) is not None:
+            parent[path[-1]] = WRITE_ONLY_MARK
+    return out
+
+
 def values_at(instance: Any, paths: set[tuple[Any, ...]]) -> frozenset[str]:
     """The scalar values found at these paths (and below them), as text: what must never be shown."""
     out: set[str] = set()
@@ -234,16 +264,7 @@ def values_at(instance: Any, paths: set[tuple[Any, ...]]) -> frozenset[str]:
             out.add(str(node))
 
     for path in paths:
-        node = instance
-        for step in path:
-            if (isinstance(node, dict) and step in node) or (
-                isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
-            ):
-                node = node[step]
-            else:
-                node = None
-                break
-        collect(node)
+        collect(_at(instance, path))
     return frozenset(v for v in out if v)
 
 

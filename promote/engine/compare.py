@@ -24,10 +24,14 @@ Detail = tuple[ResourceChange, dict[str, Any] | None, dict[str, Any] | None]
 
 
 def manifest_digest(objs: list[dict[str, Any]]) -> str:
-    """Digest of rendered manifests, Secrets included, for saved-plan verification without storing them."""
+    """Digest of rendered manifests, Secrets included, for saved-plan verification without storing them;
+    under the plan key, as it covers Secret values and is printed."""
+    import hmac
     import json
 
-    h = hashlib.sha256()
+    from promote import fingerprint
+
+    h = hmac.new(fingerprint.plan_key(), digestmod=hashlib.sha256)
     for o in sorted(objs, key=lambda o: diff.identity(o)):
         h.update(json.dumps(o, sort_keys=True, separators=(",", ":")).encode())
     return h.hexdigest()

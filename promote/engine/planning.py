@@ -41,4 +41,7 @@ def assemble(
                 releases=rel,
             )
         )
-    return Plan(target=target, revision=revision, environments=tuple(envs))
+    from promote import fingerprint
+
+    key = fingerprint.key_id(fingerprint.plan_key())
+    return Plan(target=target, revision=revision, environments=tuple(envs), digest_key=key)

@@ -96,7 +96,7 @@ class Scheduler:
             return None
         kv, up = ("any", "any") if independent else (str(kube_version), str(upgrade))
         return rendercache.key(
-            t.chart.digest, t.values_digest, self.helm_version, kv, t.env.release, t.env.namespace, up
+            t.chart.digest, t.cache_digest, self.helm_version, kv, t.env.release, t.env.namespace, up
         )
 
     async def _render_and_store(

@@ -6,6 +6,7 @@ Values are layered here in helm's precedence and validated against every schema;
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,18 +62,34 @@ class Target:
     context: str | None
     # Values a schema marks writeOnly, as text: masked wherever they show, whatever kind renders them.
     hidden: frozenset[str] = frozenset()
+    # Where those are: in the values (every schema), and in the app-wide values (the chart's and the app's
+    # schemas only, so that every environment computes the same artifact).
+    hidden_paths: frozenset[tuple[Any, ...]] = frozenset()
+    artifact_hidden_paths: frozenset[tuple[Any, ...]] = frozenset()
 
-    @property
+    @functools.cached_property
     def artifact_digest(self) -> str:
-        """The release artifact: chart identity and content plus app-wide values, not env overrides."""
+        """The release artifact: chart identity and content plus app-wide values, not env overrides.
+
+        It is recorded in the cluster and compared by whichever machine gates the next environment, so it
+        cannot be keyed per machine; writeOnly values are left out of it instead (a plain digest over a
+        weak password is a guess checked offline). Mark secret values writeOnly.
+        """
         h = hashlib.sha256()
-        for part in (self.chart.name, self.chart.version, self.chart.digest, vals.digest(self.app_values)):
+        public = vals.masked_at(self.app_values, self.artifact_hidden_paths)
+        for part in (self.chart.name, self.chart.version, self.chart.digest, vals.digest(public)):
             h.update(part.encode() + b"\0")
         return h.hexdigest()
 
-    @property
+    @functools.cached_property
     def values_digest(self) -> str:
-        """Digest of everything helm gets as values in this environment."""
+        """Digest of the values helm gets in this environment, writeOnly values left out (as above)."""
+        return vals.digest(vals.masked_at(self.values, self.hidden_paths))
+
+    @property
+    def cache_digest(self) -> str:
+        """Digest of every value, writeOnly ones included: only ever fed to a keyed digest (the render
+        cache's), never shown or stored."""
         return vals.digest(self.values)
 
 
@@ -181,9 +198,13 @@ class Workspace:
                 env_layers = [self._values_file(f) for f in env.values_files] + [env.values]
                 user = vals.merge(*app_layers, *env_layers, self.cli_values(), keep_nulls=True)
                 effective = vals.merge(chart_default_values(chart), user)
+                app_values = vals.merge(*app_layers, self.cli_values(), keep_nulls=True)
                 paths: set[tuple[Any, ...]] = set()
-                for _, s in self._schemas_for(app, env, chart):
+                artifact_paths: set[tuple[Any, ...]] = set()
+                for name, s in self._schemas_for(app, env, chart):
                     paths |= vals.sensitive_paths(s, effective)
+                    if name != env.policy:
+                        artifact_paths |= vals.sensitive_paths(s, app_values)
                 out.append(
                     Target(
                         app=app,
@@ -192,9 +213,11 @@ class Workspace:
                         values=user,
                         effective=effective,
                         # Command-line values reach every environment, so they are part of the artifact.
-                        app_values=vals.merge(*app_layers, self.cli_values(), keep_nulls=True),
+                        app_values=app_values,
                         context=env.context or self.opts.context,
                         hidden=vals.values_at(effective, paths),
+                        hidden_paths=frozenset(paths),
+                        artifact_hidden_paths=frozenset(artifact_paths),
                     )
                 )
         return out

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from devcluster.kube import Kube
-from tests.support.cli import apply, cli, promote_json, start_promote
+from tests.support.cli import apply, cli, expect, promote_json, release_of, start_promote
 from tests.support.helm import helm_apply, helm_history
 from tests.support.repo import APP, commit, make_repo, set_app_values
 
@@ -98,3 +98,35 @@ def test_two_first_applies_do_not_race_on_the_namespace(tmp_path: Path, kube: Ku
         assert [r["status"] for r in helm_history(fresh, APP)] == ["deployed"]
     finally:
         kube.delete(f"/api/v1/namespaces/{fresh}", {"propagationPolicy": "Background"})
+
+
+def test_a_saved_plan_applies_only_where_its_digests_can_be_checked(
+    tmp_path: Path, two_namespaces: tuple[str, str]
+) -> None:
+    """Manifest digests cover Secret values, so they are keyed: another machine cannot check them
+    (nor a guess at a password) unless both share PROMOTE_PLAN_KEY."""
+    default_ns, _ = two_namespaces
+    repo = make_repo(tmp_path, *two_namespaces)
+    apply(repo, "default", code=0)
+    set_app_values(repo, {"image": {"tag": "1.1.0"}})
+    commit(repo, "1.1.0")
+    here = {"PROMOTE_CACHE": str(tmp_path / "machine-a")}
+    there = {"PROMOTE_CACHE": str(tmp_path / "machine-b")}
+    plan_file = str(tmp_path / "plan.json")
+
+    digests = []
+    for machine in (here, there):
+        doc = json.loads(expect(cli(repo, "plan", "default", "-o", "json", env=machine), 0, "plan").stdout)
+        digests.append((doc["digestKey"], release_of(doc, "default")["manifestDigest"]))
+    assert digests[0][0] != digests[1][0] and digests[0][1] != digests[1][1], "each machine its own key"
+
+    expect(cli(repo, "plan", "default", "--out", plan_file, env=here), 0, "plan --out")
+    refused = expect(cli(repo, "apply", "default", "--plan", plan_file, env=there), 1, "apply --plan elsewhere")
+    assert "planned with another digest key" in refused.stderr and "PROMOTE_PLAN_KEY" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert len(helm_history(default_ns, APP)) == 1, "nothing applied"
+
+    shared = {"PROMOTE_PLAN_KEY": secrets.token_hex(16)}
+    expect(cli(repo, "plan", "default", "--out", plan_file, env={**here, **shared}), 0, "plan --out, shared key")
+    expect(cli(repo, "apply", "default", "--plan", plan_file, env={**there, **shared}), 0, "apply --plan, shared key")
+    assert len(helm_history(default_ns, APP)) == 2, "the saved plan was applied on the other machine"
