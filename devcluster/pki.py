@@ -121,18 +121,23 @@ def _make_ca(pki_dir: Path) -> None:
 
 
 def _make_apiserver_cert(pki_dir: Path) -> None:
-    key, csr, crt = pki_dir / "apiserver.key", pki_dir / "apiserver.csr", pki_dir / "apiserver.crt"
-    ext = pki_dir / "apiserver.ext"
-    _genkey(key, "generate the apiserver serving key")
+    make_serving_cert(pki_dir, "apiserver", "kube-apiserver", APISERVER_SANS)
+
+
+def make_serving_cert(pki_dir: Path, name: str, common_name: str, sans: tuple[str, ...]) -> tuple[Path, Path]:
+    """(certificate, key) ``<name>.crt``/``<name>.key`` for a server, signed by the CA in ``pki_dir``."""
+    key, csr, crt = pki_dir / f"{name}.key", pki_dir / f"{name}.csr", pki_dir / f"{name}.crt"
+    ext = pki_dir / f"{name}.ext"
+    _genkey(key, f"generate the {common_name} serving key")
     _openssl(
-        ["req", "-new", "-key", str(key), "-subj", "/CN=kube-apiserver", "-out", str(csr)],
-        "create the apiserver certificate request",
+        ["req", "-new", "-key", str(key), "-subj", f"/CN={common_name}", "-out", str(csr)],
+        f"create the {common_name} certificate request",
     )
     ext.write_text(
         "basicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
-        f"subjectAltName={','.join(APISERVER_SANS)}\n"
+        f"subjectAltName={','.join(sans)}\n"
     )
     _openssl(
         [
@@ -153,9 +158,19 @@ def _make_apiserver_cert(pki_dir: Path) -> None:
             "-out",
             str(crt),
         ],
-        "sign the apiserver serving certificate",
+        f"sign the {common_name} serving certificate",
     )
     csr.unlink(missing_ok=True)
+    return crt, key
+
+
+def ensure_ca(pki_dir: Path) -> Path:
+    """The CA certificate in ``pki_dir``, made when missing."""
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    pki_dir.chmod(0o700)
+    if not (pki_dir / "ca.crt").exists() or not (pki_dir / "ca.key").exists():
+        _make_ca(pki_dir)
+    return pki_dir / "ca.crt"
 
 
 def _make_sa_keys(pki_dir: Path) -> None:
