@@ -103,6 +103,21 @@ def test_prod_policy_violations_name_prod_only_and_are_all_reported(
     assert storage_names(kube, two_namespaces[1]) == []
 
 
+def test_plan_attributes_a_bad_set_value_to_set(tmp_path: Path, kube: Kube, two_namespaces: tuple[str, str]) -> None:
+    repo = make_repo(tmp_path, *two_namespaces)
+
+    plan = cli(repo, "plan", "prod", "--set", "replicaCount=abc", "-o", "json")
+
+    assert plan.exit_code == 1, plan.output
+    for env in json.loads(plan.stdout)["environments"]:
+        errors = env["releases"][0]["errors"]  # the chart's schema, and prod's policy too
+        assert errors, env
+        for error in errors:
+            assert error.startswith(f"--set: app python-app, environment {env['name']}: $.replicaCount: "), error
+            assert DEFINITION not in error
+    assert storage_names(kube, two_namespaces[0]) == []
+
+
 def test_write_only_values_are_masked_in_violations(tmp_path: Path, two_namespaces: tuple[str, str]) -> None:
     short = "shhh42"  # shorter than the chart's minLength 8, and writeOnly
     repo = make_repo(tmp_path, *two_namespaces, default_values={"replicaCount": 1, "secret": {"password": short}})
