@@ -1,12 +1,15 @@
 """Command line of the dev cluster (``scripts/dev-cluster``): up, down, status, env.
 
-Progress goes to stderr; stdout only carries what a shell should ``eval`` (the export line) or
-the status table, so ``eval "$(scripts/dev-cluster up)"`` works.
+Progress goes to stderr; stdout only carries what a shell should ``eval`` (the export lines) or
+the status table, so ``eval "$(scripts/dev-cluster up)"`` works. ``--state-dir`` may come before or
+after the command. The export lines also put this checkout's ``promote`` (its ``.venv/bin``) on PATH.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -23,29 +26,52 @@ from devcluster.cluster import (
 )
 from devcluster.pki import PKIError
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dev-cluster",
         description="Run a local Kubernetes control plane with simulated nodes.",
     )
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=None,
-        help="state directory (default: $DEV_CLUSTER_DIR, else ~/.cache/promote/dev-cluster)",
-    )
+    state_dir_help = "state directory (default: $DEV_CLUSTER_DIR, else ~/.cache/promote/dev-cluster)"
+    parser.add_argument("--state-dir", type=Path, default=None, help=state_dir_help)
+    # The same option after the command, as the README writes it (`dev-cluster up --state-dir DIR`);
+    # SUPPRESS keeps a subcommand from overwriting a value given before it with its own default.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS, help=state_dir_help)
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start (or resume) the cluster and print the KUBECONFIG export")
+    up = sub.add_parser(
+        "up", parents=[after], help="start (or resume) the cluster and print the KUBECONFIG and PATH exports"
+    )
     up.add_argument("--fresh", action="store_true", help="discard etcd data before starting")
     up.add_argument(
         "--name", default=None, help="cluster/context/user name in the kubeconfig (default: state dir basename)"
     )
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
-    sub.add_parser("down", help="stop every process of the cluster")
-    sub.add_parser("status", help="show per-component state; exit 1 unless all are running")
-    sub.add_parser("env", help="print the KUBECONFIG export line for this cluster")
+    sub.add_parser("down", parents=[after], help="stop every process of the cluster")
+    sub.add_parser("status", parents=[after], help="show per-component state; exit 1 unless all are running")
+    sub.add_parser("env", parents=[after], help="print the KUBECONFIG and PATH exports for this cluster")
     return parser
+
+
+def promote_bin() -> Path | None:
+    """The folder of this checkout's `promote`: its .venv's bin, else that of the venv running us."""
+    candidates = [REPO / ".venv" / "bin"]
+    if sys.prefix != sys.base_prefix:  # run by a virtualenv's python (PROMOTE_PYTHON, or an activated one)
+        candidates.append(Path(sys.executable).parent)
+    return next((c for c in candidates if (c / "promote").exists()), None)
+
+
+def exports(kubeconfig: Path) -> str:
+    """What `eval` should run: KUBECONFIG for the cluster, and promote (with kubectl) first on PATH."""
+    lines = [export_line(kubeconfig)]
+    folder = promote_bin()
+    if folder is None:
+        print("dev-cluster: no .venv/bin/promote (run scripts/setup): promote is not put on PATH", file=sys.stderr)
+    elif str(folder) not in os.environ.get("PATH", "").split(os.pathsep):  # eval twice: PATH does not grow
+        lines.append(f'export PATH={shlex.quote(str(folder))}:"$PATH"')
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             handle = start_cluster(state_dir, args.name, fresh=args.fresh, timeout=args.timeout)
-            print(handle.export_line())
+            print(exports(handle.kubeconfig))
             return 0
         if args.command == "down":
             pids = stop_cluster(state_dir)
@@ -76,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             if not kubeconfig.exists():
                 print(f"dev-cluster: no kubeconfig in {state_dir}; run 'dev-cluster up' first", file=sys.stderr)
                 return 1
-            print(export_line(kubeconfig))
+            print(exports(kubeconfig))
             return 0
     except (ClusterError, PKIError) as exc:
         print(f"dev-cluster: {exc}", file=sys.stderr)

@@ -18,13 +18,30 @@ import click
 
 from promote.errors import ConfigError, ExitCode, Interrupted, exit_code_for
 
-EXIT_CODES_HELP = """\b
-Exit codes (identical for every command):
-  0  success, nothing to do
-  1  error: bad input, cluster unreachable, helm failure, failed rollout
-  2  success with changes pending (only with --detailed-exitcode)
-  3  blocked by a gate or policy
-"""
+EXIT_CODES = (
+    ("0", "success, nothing to do"),
+    ("1", "error: bad input, cluster unreachable, helm failure, failed rollout"),
+    ("2", "success with changes pending (only with --detailed-exitcode)"),
+    ("3", "blocked by a gate or policy"),
+)
+DURATIONS = "a number and a unit, summed: 500ms, 30s, 5m, 1h30m"
+
+
+def epilog(*examples: str, durations: bool = False, notes: tuple[str, ...] = ()) -> str:
+    """The end of every `--help`: examples, the duration format where one is taken, and the exit codes.
+
+    Each paragraph starts with click's `\\b` marker, so that its lines are kept as written.
+    """
+    parts = []
+    if examples:
+        parts.append("\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples))
+    if durations:
+        parts.append(f"\b\nDurations (DURATION): {DURATIONS}.")
+    parts.extend(f"\b\n{note}" for note in notes)
+    codes = "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES)
+    parts.append(f"\b\nExit codes (identical for every command):\n{codes}")
+    return "\n\n".join(parts)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -98,14 +115,18 @@ def output_option(f: F) -> F:
     )(f)
 
 
-def values_options(f: F) -> F:
-    """Revision, app filter and helm-style values options."""
+def values_options(revision: str) -> Callable[[F], F]:
+    """Revision, app filter and helm-style values options; `revision` says what the command does with REF."""
+    return lambda f: _values_options(f, revision)
+
+
+def _values_options(f: F, revision: str) -> F:
     for opt in reversed(
         [
             click.option(
                 "--revision",
                 metavar="REF",
-                help="Plan from this Git commit, branch or tag (default: the working tree).",
+                help=f"{revision} this Git commit, branch or tag (default: the working tree).",
             ),
             click.option(
                 "--app",
@@ -121,6 +142,7 @@ def values_options(f: F) -> F:
                 "values_files",
                 multiple=True,
                 type=click.Path(dir_okay=False),
+                metavar="FILE",
                 help="Extra values file, highest precedence (repeatable).",
             ),
             click.option(
@@ -194,8 +216,30 @@ def _options(app: AppContext, **kw: Any) -> Any:
     )
 
 
+class GlobalOption(click.Option):
+    """An option of the group that every command takes too, so that it may come before or after the command."""
+
+
+class PromoteCommand(click.Command):
+    """A command whose help lists its own options apart from the global ones."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        own: list[tuple[str, str]] = []
+        shared: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                (shared if isinstance(param, GlobalOption) else own).append(record)
+        for title, records in (("Options", own), ("Global options (before or after the command)", shared)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
 class PromoteGroup(click.Group):
     """click exits 2 on usage errors, which our contract reserves for "changes pending": make it 1."""
+
+    command_class = PromoteCommand
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
@@ -210,19 +254,81 @@ class PromoteGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-@click.group(cls=PromoteGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, envvar="PROMOTE_DEBUG", help="Show tracebacks.")
-@click.option(
-    "-C", "--chdir", "root", type=click.Path(file_okay=False, path_type=Path), default=".", help="Repository root."
+def _after_command(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A global option given after the command overrides what the group set, as kubectl and helm allow."""
+    from click.core import ParameterSource
+
+    app = ctx.find_object(AppContext)
+    given = ctx.get_parameter_source(param.name or "") == ParameterSource.COMMANDLINE
+    if app is None or not given:
+        return value
+    if param.name == "no_color":
+        app.color = False if value else app.color
+    elif param.name == "kube_context":
+        app.context = value
+    elif param.name == "debug":
+        app.debug = app.debug or bool(value)
+    else:
+        setattr(app, str(param.name), value)
+    return value
+
+
+def global_options(*, command: bool) -> Callable[[F], F]:
+    """The global options, defined once: on the group (with defaults), and on every command (overrides)."""
+
+    def option(*decls: str, default: Any = None, envvar: str | None = None, **kw: Any) -> Callable[[F], F]:
+        if command:
+            return click.option(*decls, cls=GlobalOption, expose_value=False, callback=_after_command, **kw)
+        return click.option(*decls, default=default, envvar=envvar, **kw)
+
+    options = [
+        option("--debug", is_flag=True, default=False, envvar="PROMOTE_DEBUG", help="Show tracebacks."),
+        option(
+            "-C",
+            "--chdir",
+            "root",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=".",
+            metavar="DIR",
+            help="Repository root (default: the working directory).",
+        ),
+        option("--kubeconfig", type=click.Path(dir_okay=False), help="Path to a kubeconfig (default: KUBECONFIG)."),
+        option(
+            "--context",
+            "kube_context",
+            metavar="NAME",
+            help="Kube context for environments whose definition sets none.",
+        ),
+        option("--no-color", is_flag=True, default=False, help="No colours (NO_COLOR is respected too)."),
+        option(
+            "--qps",
+            type=click.FloatRange(min=1),
+            default=500,
+            metavar="N",
+            help="Kubernetes API requests per second (default: 500).",
+        ),
+    ]
+
+    def decorate(f: F) -> F:
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return decorate
+
+
+@click.group(
+    cls=PromoteGroup,
+    epilog=epilog(
+        "promote validate",
+        "promote plan prod",
+        "promote apply prod --context kind-ci",
+        "promote status --context kind-ci -o json",
+        notes=("Global options may come before or after the command.",),
+    ),
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.option(
-    "--kubeconfig", envvar=None, type=click.Path(dir_okay=False), help="Path to a kubeconfig (default: KUBECONFIG)."
-)
-@click.option("--context", "kube_context", help="Kube context for environments whose definition sets none.")
-@click.option("--no-color", is_flag=True, help="No colours (NO_COLOR is respected too).")
-@click.option(
-    "--qps", type=click.FloatRange(min=1), default=500, show_default=True, help="Kubernetes API requests per second."
-)
+@global_options(command=False)
 @click.version_option(package_name="promote")
 @click.pass_context
 def main(
@@ -239,13 +345,25 @@ def main(
     ctx.obj = AppContext(debug=debug, root=root, kubeconfig=kubeconfig, context=kube_context, color=color, qps=qps)
 
 
-@main.command()
+@main.command(
+    epilog=epilog(
+        "promote validate",
+        "promote validate prod --set replicaCount=3",
+        "promote validate --revision main -o json",
+    )
+)
 @click.argument("env", required=False, shell_complete=_complete_envs)
-@values_options
+@values_options("Validate")
 @output_option
+@global_options(command=True)
 @click.pass_obj
 def validate(app: AppContext, /, env: str | None, fmt: str, **kw: Any) -> NoReturn:
-    """Validate definitions and every environment's merged values against chart, app and policy schemas."""
+    """Check definitions and values against every schema.
+
+    Validates every definition file, and each environment's merged values (of the chain up to ENV, or
+    all) against the chart's schema, the app's schema and the environment's policy. Every violation is
+    reported, with the file and line (or the option) that set the value.
+    """
     app.fmt = fmt
 
     def body() -> int:
@@ -262,17 +380,28 @@ def validate(app: AppContext, /, env: str | None, fmt: str, **kw: Any) -> NoRetu
     app.run(body)
 
 
-@main.command()
+@main.command(
+    epilog=epilog(
+        "promote plan prod",
+        "promote plan prod --revision v1.2.0 --detailed-exitcode",
+        "promote plan prod --out plan.json    # then: promote apply --plan plan.json",
+    )
+)
 @click.argument("env", shell_complete=_complete_envs)
-@values_options
+@values_options("Plan")
 @output_option
+@global_options(command=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none.")
 @click.option(
     "--out", "out", type=click.Path(dir_okay=False), help="Save the plan for `apply --plan` (no Secret values)."
 )
 @click.pass_obj
 def plan(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, out: str | None, **kw: Any) -> NoReturn:
-    """Show what apply would change in the live cluster, for each environment of the chain up to ENV."""
+    """Show what apply would change in the live cluster.
+
+    For each environment of the chain up to ENV: what is created, updated (field by field), deleted,
+    and which hooks run, compared with the live cluster through server-side dry runs. Read-only.
+    """
     app.fmt = fmt
 
     def body() -> int:
@@ -306,10 +435,18 @@ def _at_least(text: str, minimum: float, option: str) -> float:
     return seconds
 
 
-@main.command()
+@main.command(
+    epilog=epilog(
+        "promote apply prod",
+        "promote apply prod --only --timeout 10m --yes",
+        "promote apply --plan plan.json",
+        durations=True,
+    )
+)
 @click.argument("env", required=False, shell_complete=_complete_envs)
-@values_options
+@values_options("Apply")
 @output_option
+@global_options(command=True)
 @click.option(
     "--plan",
     "plan_file",
@@ -318,10 +455,26 @@ def _at_least(text: str, minimum: float, option: str) -> float:
 )
 @click.option("--only", is_flag=True, help="Sync only ENV, not its upstream; the gate is still checked.")
 @click.option("--allow-dirty", is_flag=True, help="Allow uncommitted changes when promoting to a gated environment.")
-@click.option("--timeout", default="5m", show_default=True, help="How long each release may take to become healthy.")
-@click.option("--lock-timeout", default="60s", show_default=True, help="How long to wait for another apply's lock.")
 @click.option(
-    "--lock-ttl", default="30s", show_default=True, help="Lease duration; a crashed apply's lock expires after it."
+    "--timeout",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="How long each release may take to become healthy.",
+)
+@click.option(
+    "--lock-timeout",
+    default="60s",
+    show_default=True,
+    metavar="DURATION",
+    help="How long to wait for another apply's lock.",
+)
+@click.option(
+    "--lock-ttl",
+    default="30s",
+    show_default=True,
+    metavar="DURATION",
+    help="Lease duration; a crashed apply's lock expires after it.",
 )
 @click.option("--unpin", is_flag=True, help="Release a pin left by `promote rollback` on ENV, then apply.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (never asked without a terminal).")
@@ -341,7 +494,12 @@ def apply(
     yes: bool,
     **kw: Any,
 ) -> NoReturn:
-    """Sync each environment of the chain up to ENV, in order, each only when healthy upstream and gate allow."""
+    """Sync the chain up to ENV, in order, through each gate.
+
+    Each environment is synced with helm and waited for until healthy; the next one is promoted only
+    when the gate allows (upstream healthy on the same artifact, soaked). A failed release is rolled
+    back and stops the chain. On a terminal, the plan is shown and confirmed first.
+    """
     app.fmt = fmt
 
     def body() -> int:
@@ -388,15 +546,35 @@ def apply(
     app.run(body)
 
 
-@main.command()
+@main.command(
+    epilog=epilog(
+        "promote rollback prod --reason 'bad release'",
+        "promote rollback prod --to 4",
+        "promote unpin prod    # follow Git again",
+        durations=True,
+    )
+)
 @click.argument("env", shell_complete=_complete_envs)
 @click.option(
     "--to", "to", metavar="REVISION", help="Helm revision number or Git sha of a promotion (default: the previous)."
 )
 @app_option
 @output_option
-@click.option("--timeout", default="5m", show_default=True, help="How long each release may take to become healthy.")
-@click.option("--lock-timeout", default="60s", show_default=True, help="How long to wait for another apply's lock.")
+@global_options(command=True)
+@click.option(
+    "--timeout",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="How long each release may take to become healthy.",
+)
+@click.option(
+    "--lock-timeout",
+    default="60s",
+    show_default=True,
+    metavar="DURATION",
+    help="How long to wait for another apply's lock.",
+)
 @click.option("--reason", default="", help="Why, recorded on the pin the rollback leaves.")
 @click.pass_obj
 def rollback(
@@ -410,9 +588,10 @@ def rollback(
     lock_timeout: str,
     reason: str,
 ) -> NoReturn:
-    """Roll every app release of ENV back together, to the previous promotion or to --to.
+    """Roll ENV back to the previous promotion and pin it.
 
-    ENV stays pinned there (apply, self-heal and the next environment's gate respect it) until
+    Every app release of ENV is rolled back together, to the previous promotion or to --to. ENV stays
+    pinned there (apply, self-heal and the next environment's gate respect it) until
     `promote unpin ENV` or `apply ENV --unpin`.
     """
     app.fmt = fmt
@@ -428,11 +607,15 @@ def rollback(
     app.run(body)
 
 
-@main.command()
+@main.command(epilog=epilog("promote unpin prod", "promote apply prod --unpin    # unpin and apply at once"))
 @click.argument("env", shell_complete=_complete_envs)
+@global_options(command=True)
 @click.pass_obj
 def unpin(app: AppContext, /, env: str) -> NoReturn:
-    """Release ENV from the pin `promote rollback` left: apply and the next gate follow Git again."""
+    """Release the pin a rollback left on ENV.
+
+    Apply, self-heal and the next environment's gate follow Git again.
+    """
 
     def body() -> int:
         from promote import engine
@@ -443,13 +626,17 @@ def unpin(app: AppContext, /, env: str) -> NoReturn:
     app.run(body)
 
 
-@main.command()
+@main.command(epilog=epilog("promote history prod", "promote history prod --app python-app -o json"))
 @click.argument("env", shell_complete=_complete_envs)
 @app_option
 @output_option
+@global_options(command=True)
 @click.pass_obj
 def history(app: AppContext, /, env: str, apps: tuple[str, ...], fmt: str) -> NoReturn:
-    """List the promotions recorded for every app release of ENV."""
+    """List the promotions recorded for ENV.
+
+    One row per helm revision of every app release of ENV: the Git revision, artifact, who and when.
+    """
     app.fmt = fmt
 
     def body() -> int:
@@ -461,14 +648,25 @@ def history(app: AppContext, /, env: str, apps: tuple[str, ...], fmt: str) -> No
     app.run(body)
 
 
-@main.command()
+@main.command(
+    epilog=epilog(
+        "promote status",
+        "promote status prod --detailed-exitcode",
+        "promote status --context kind-ci -o json",
+    )
+)
 @click.argument("env", required=False, shell_complete=_complete_envs)
-@values_options
+@values_options("Compare with")
 @output_option
+@global_options(command=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when anything is drifted, out of sync or unhealthy.")
 @click.pass_obj
 def status(app: AppContext, /, env: str | None, fmt: str, detailed_exitcode: bool, **kw: Any) -> NoReturn:
-    """Sync (against the Git revision that would be applied now) and health of every release."""
+    """Show sync and health of every release.
+
+    Per release (of ENV, or of every environment): Synced or OutOfSync against the Git revision that
+    would be applied now, health with its reason, and drift, pending work and runtime notes apart.
+    """
     app.fmt = fmt
 
     def body() -> int:
@@ -485,14 +683,22 @@ def status(app: AppContext, /, env: str | None, fmt: str, detailed_exitcode: boo
     app.run(body)
 
 
-@main.command("gate")
+@main.command(
+    "gate",
+    epilog=epilog("promote gate prod", "promote gate prod -o json && promote apply prod --only --yes"),
+)
 @click.argument("env", shell_complete=_complete_envs)
-@values_options
+@values_options("Check the promotion of")
 @output_option
+@global_options(command=True)
 @click.option("--allow-dirty", is_flag=True, help="Accept uncommitted changes, as apply --allow-dirty would.")
 @click.pass_obj
 def gate_cmd(app: AppContext, /, env: str, fmt: str, allow_dirty: bool, **kw: Any) -> NoReturn:
-    """May ENV be promoted now? Every check, read-only: exit 0 when allowed, 3 when blocked."""
+    """Check whether ENV may be promoted now (exit 0 or 3).
+
+    Every check of the gate, read-only, each with pass or fail and its reason: values valid, upstream
+    healthy on the artifact, soak elapsed, clean tree, lock free. Exit 0 when allowed, 3 when blocked.
+    """
     app.fmt = fmt
 
     def body() -> int:
@@ -506,14 +712,22 @@ def gate_cmd(app: AppContext, /, env: str, fmt: str, allow_dirty: bool, **kw: An
     app.run(body)
 
 
-@main.command("diff")
+@main.command(
+    "diff",
+    epilog=epilog("promote diff prod", "promote diff prod --detailed-exitcode --no-color"),
+)
 @click.argument("env", shell_complete=_complete_envs)
-@values_options
+@values_options("Diff")
 @output_option
+@global_options(command=True)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are differences.")
 @click.pass_obj
 def diff_cmd(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, **kw: Any) -> NoReturn:
-    """Unified diff of Git versus live for the drifted resources of ENV (Secret values masked)."""
+    """Show a unified diff of Git versus live for ENV.
+
+    For the drifted resources of ENV: Git as the server would persist it, versus live. Secret values
+    are masked.
+    """
     app.fmt = fmt
 
     def body() -> int:
@@ -526,16 +740,24 @@ def diff_cmd(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, **
     app.run(body)
 
 
-@main.command()
+@main.command(
+    epilog=epilog(
+        "promote watch prod",
+        "promote watch prod --self-heal --interval 1m",
+        "promote watch prod --duration 10m -o json",
+        durations=True,
+    )
+)
 @click.argument("env", shell_complete=_complete_envs)
 @app_option
 @output_option
-@click.option("--interval", default="30s", show_default=True, help="Time between checks.")
+@global_options(command=True)
+@click.option("--interval", default="30s", show_default=True, metavar="DURATION", help="Time between checks.")
 @click.option(
     "--self-heal", is_flag=True, help="Put drifted releases back to what was promoted (never promotes new Git)."
 )
 @click.option("--max-iterations", type=click.IntRange(min=1), help="Stop after this many checks.")
-@click.option("--duration", help="Stop after this long, e.g. 10m.")
+@click.option("--duration", metavar="DURATION", help="Stop after this long, e.g. 10m.")
 @click.pass_obj
 def watch(
     app: AppContext,
@@ -548,9 +770,10 @@ def watch(
     max_iterations: int | None,
     duration: str | None,
 ) -> NoReturn:
-    """Check ENV in a loop, printing each drift and runtime note as seen; with --self-heal, revert drift.
+    """Watch ENV for drift; with --self-heal, revert it.
 
-    One line per event; -o json prints one JSON document per line (JSON Lines), -o yaml one YAML document each.
+    Checks ENV in a loop, printing each drift and runtime note as seen. One line per event; -o json
+    prints one JSON document per line (JSON Lines), -o yaml one YAML document each.
     """
     app.fmt = fmt
     app.stream = True

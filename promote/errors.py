@@ -6,6 +6,8 @@ print one clear paragraph and `--debug` can still show where it came from.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from enum import IntEnum
 
 
@@ -102,3 +104,12 @@ def exit_code_for(error: BaseException) -> ExitCode:
     if isinstance(error, PromoteError):
         return error.exit_code
     return ExitCode.ERROR
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` when one of `choices` is close to a misspelt `word`, else nothing.
+
+    The cutoff (difflib's ratio, 0.6 by default) is 0.7: `replicas` would otherwise suggest `release`.
+    """
+    close = difflib.get_close_matches(word, [c for c in choices if c != word], n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from promote import yamlio
-from promote.errors import ConfigError
+from promote.errors import ConfigError, did_you_mean
 from promote.source import Source
 
 ENV_DIR = "environments"
@@ -53,6 +53,15 @@ class ChartRef:
 
 
 @dataclass(frozen=True)
+class ValuesAt:
+    """Values written in a definition file, and where: so that a violation can name the file and line."""
+
+    file: str
+    at: tuple[str | int, ...]  # the path of the values inside the file, e.g. ("environments", 1, "values")
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Environment:
     """One app in one environment: where it goes and what it overrides."""
 
@@ -65,6 +74,7 @@ class Environment:
     values_files: tuple[str, ...]
     values: dict[str, Any]
     ignore: tuple[IgnoreRule, ...]
+    values_from: tuple[ValuesAt, ...] = ()  # what `values` merges, lowest first: shared file, then own
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,11 @@ class App:
     values: dict[str, Any]
     schema: str | None
     environments: tuple[Environment, ...]
+
+    @property
+    def values_at(self) -> ValuesAt:
+        """The app-wide values and where they are written."""
+        return ValuesAt(self.file, ("values",), self.values)
 
     def environment(self, name: str) -> Environment | None:
         """This app's settings for one environment, if it is deployed there."""
@@ -96,7 +111,8 @@ class Definitions:
         """Environments of the chain up to and including `target`."""
         if target not in self.chain:
             known = ", ".join(self.chain) or "none"
-            raise ConfigError(f"unknown environment {target!r}: the chain defines {known}")
+            hint = did_you_mean(target, self.chain)
+            raise ConfigError(f"unknown environment {target!r}: the chain defines {known}{hint}")
         return self.chain[: self.chain.index(target) + 1]
 
     def upstream_of(self, env: str) -> str | None:
@@ -108,9 +124,11 @@ class Definitions:
         """The apps named (all when none is named)."""
         if not names:
             return self.apps
-        unknown = sorted(set(names) - {a.name for a in self.apps})
+        defined = [a.name for a in self.apps]
+        unknown = sorted(set(names) - set(defined))
         if unknown:
-            raise ConfigError(f"unknown app {', '.join(unknown)}: defined are {', '.join(a.name for a in self.apps)}")
+            named = ", ".join(f"{u}{did_you_mean(u, defined)}" for u in unknown)
+            raise ConfigError(f"unknown app {named}: defined are {', '.join(defined)}")
         return tuple(a for a in self.apps if a.name in names)
 
 
@@ -164,6 +182,35 @@ def _ignore_rules(raw: list[dict[str, Any]] | None) -> tuple[IgnoreRule, ...]:
     )
 
 
+@dataclass(frozen=True)
+class _File:
+    """A definition file's name and text, to place an error on its line and column."""
+
+    rel: str
+    text: str
+
+    def at(self, path: list[Any], *, key: bool = False) -> str:
+        """`file:line:column` of the value (or key) at `path`, or the file alone."""
+        return yamlio.where(self.rel, self.text, path, key=key)
+
+
+def _schema_problems(file: _File, err: Any) -> list[tuple[tuple[int, int], str]]:
+    """One line per problem a schema error stands for, placed where it is in the file, with its position."""
+    path = list(err.absolute_path)
+    shown = "/".join(str(p) for p in path) or "(top level)"
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = list(err.schema.get("properties", {}))
+        out = []
+        for extra in (k for k in err.instance if k not in known):
+            pos = yamlio.position(file.text, [*path, extra], key=True)
+            where = f"{file.rel}:{pos[0]}:{pos[1]}" if pos else f"{file.rel}: {shown}"
+            out.append((pos or (0, 0), f"{where}: unknown key {extra!r}{did_you_mean(str(extra), known)}"))
+        return out
+    pos = yamlio.position(file.text, path)
+    where = f"{file.rel}:{pos[0]}:{pos[1]}" if pos else file.rel
+    return [(pos or (0, 0), f"{where}: {shown}: {err.message}")]
+
+
 def load(source: Source, env_dir: str = ENV_DIR) -> Definitions:
     """Load, validate and resolve every definition file; all problems are reported together."""
     from jsonschema import Draft202012Validator
@@ -172,8 +219,9 @@ def load(source: Source, env_dir: str = ENV_DIR) -> Definitions:
         raise ConfigError(f"no {env_dir}/ directory in {source.root}: nothing defines any environment")
     validator = Draft202012Validator(_schema())
     problems: list[str] = []
-    app_docs: list[tuple[str, dict[str, Any]]] = []
+    app_docs: list[tuple[_File, dict[str, Any]]] = []
     shared: dict[str, dict[str, Any]] = {}
+    shared_at: dict[str, tuple[str, int]] = {}  # environment name → (shared file, index of its entry)
     shared_order: list[str] = []
     files: list[str] = []
     for name in source.list_dir(env_dir):
@@ -182,7 +230,8 @@ def load(source: Source, env_dir: str = ENV_DIR) -> Definitions:
         rel = f"{env_dir}/{name}"
         files.append(rel)
         try:
-            doc = yamlio.load(source.read_text(rel), name=rel)
+            text = source.read_text(rel)
+            doc = yamlio.load(text, name=rel)
         except ConfigError as e:
             problems.append(str(e))
             continue
@@ -190,29 +239,35 @@ def load(source: Source, env_dir: str = ENV_DIR) -> Definitions:
             problems.append(f"{rel}: expected a mapping with app, chart and environments")
             continue
         is_shared = name.startswith("_")
+        file = _File(rel, text)
         sub = validator.evolve(schema={"$ref": "#/$defs/sharedFile" if is_shared else "#/$defs/appFile", **_defs()})
-        for err in sorted(sub.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
-            where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-            msg = err.message
-            if err.validator == "additionalProperties":
-                msg = msg.replace("Additional properties are not allowed", "unknown key")
-            problems.append(f"{rel}: {where}: {msg}")
+        placed = [p for err in sub.iter_errors(doc) for p in _schema_problems(file, err)]
+        problems.extend(text for _, text in sorted(placed))  # in the order of the file, as a compiler lists them
         if is_shared and not problems:
-            for env in doc.get("environments", []):
+            for i, env in enumerate(doc.get("environments", [])):
+                at = ["environments", i]
                 if env["name"] in shared:
-                    problems.append(f"{rel}: environment {env['name']!r} is defined twice in shared settings")
+                    problems.append(
+                        f"{file.at([*at, 'name'])}: environment {env['name']!r} is defined twice in shared settings"
+                    )
                 shared[env["name"]] = env
+                shared_at[env["name"]] = (rel, i)
                 shared_order.append(env["name"])
                 # Checked here, not only when an app uses the environment: a policy that does not exist
                 # would otherwise leave every app of it unguarded without a word.
                 for ref in [env["policy"]] if env.get("policy") else []:
                     if not source.exists(_rel(rel, ref)):
-                        problems.append(f"{rel}: environment {env['name']}: policy {ref!r} not found")
-                for ref in env.get("valuesFiles", []) or []:
+                        problems.append(
+                            f"{file.at([*at, 'policy'])}: environment {env['name']}: policy {ref!r} not found"
+                        )
+                for j, ref in enumerate(env.get("valuesFiles", []) or []):
                     if not source.exists(_rel(rel, ref)):
-                        problems.append(f"{rel}: environment {env['name']}: values file {ref!r} not found")
+                        problems.append(
+                            f"{file.at([*at, 'valuesFiles', j])}: environment {env['name']}: "
+                            f"values file {ref!r} not found"
+                        )
         elif not is_shared:
-            app_docs.append((rel, doc))
+            app_docs.append((file, doc))
     if problems:
         raise ConfigError("invalid environment definitions:\n  " + "\n  ".join(problems))
     if not app_docs:
@@ -220,15 +275,15 @@ def load(source: Source, env_dir: str = ENV_DIR) -> Definitions:
 
     apps: list[App] = []
     seen_apps: dict[str, str] = {}
-    for rel, doc in app_docs:
+    for file, doc in app_docs:
         try:
-            apps.append(_resolve_app(source, rel, doc, shared))
+            apps.append(_resolve_app(source, file, doc, shared, shared_at))
         except ConfigError as e:
             problems.append(str(e))
             continue
         if doc["app"] in seen_apps:
-            problems.append(f"{rel}: app {doc['app']!r} is already defined in {seen_apps[doc['app']]}")
-        seen_apps[doc["app"]] = rel
+            problems.append(f"{file.at(['app'])}: app {doc['app']!r} is already defined in {seen_apps[doc['app']]}")
+        seen_apps[doc["app"]] = file.rel
     if problems:
         raise ConfigError("invalid environment definitions:\n  " + "\n  ".join(problems))
     chain = _chain(apps, shared_order)
@@ -239,36 +294,52 @@ def _defs() -> dict[str, Any]:
     return {"$defs": _schema()["$defs"]}
 
 
-def _resolve_app(source: Source, rel: str, doc: dict[str, Any], shared: dict[str, dict[str, Any]]) -> App:
+def _resolve_app(
+    source: Source,
+    file: _File,
+    doc: dict[str, Any],
+    shared: dict[str, dict[str, Any]],
+    shared_at: dict[str, tuple[str, int]],
+) -> App:
+    rel = file.rel
     name = doc["app"]
     chart_ref = doc["chart"]
     if _is_local_chart(chart_ref):
         local = _rel(rel, chart_ref)
         if not source.is_dir(local) or not source.exists(f"{local}/Chart.yaml"):
-            raise ConfigError(f"{rel}: chart {chart_ref!r} not found: no Chart.yaml in {local}/")
+            raise ConfigError(f"{file.at(['chart'])}: chart {chart_ref!r} not found: no Chart.yaml in {local}/")
         chart = ChartRef(ref=chart_ref, local=local, version=doc.get("version"))
     else:
         if not chart_ref.startswith("oci://") and not doc.get("repo") and "/" not in chart_ref:
-            raise ConfigError(f"{rel}: chart {chart_ref!r} is neither a local path, an oci:// ref, nor has a repo")
+            raise ConfigError(
+                f"{file.at(['chart'])}: chart {chart_ref!r} is neither a local path, an oci:// ref, nor has a repo"
+            )
         chart = ChartRef(ref=chart_ref, version=doc.get("version"), repo=doc.get("repo"))
-    values_files = tuple(_checked(source, rel, f) for f in doc.get("valuesFiles", []))
-    schema = _checked(source, rel, doc["schema"]) if doc.get("schema") else None
+    values_files = tuple(
+        _checked(source, file, f, ["valuesFiles", i]) for i, f in enumerate(doc.get("valuesFiles", []))
+    )
+    schema = _checked(source, file, doc["schema"], ["schema"]) if doc.get("schema") else None
     envs: list[Environment] = []
     seen: set[str] = set()
     app_ignore = _ignore_rules(doc.get("ignoreDifferences"))
-    for raw in doc["environments"]:
+    for i, raw in enumerate(doc["environments"]):
+        at: list[str | int] = ["environments", i]
         if raw["name"] in seen:
-            raise ConfigError(f"{rel}: environment {raw['name']!r} is listed twice for app {name}")
+            raise ConfigError(f"{file.at([*at, 'name'])}: environment {raw['name']!r} is listed twice for app {name}")
         seen.add(raw["name"])
         base = shared.get(raw["name"], {})
         merged = {**base, **raw}
+        values_from = [ValuesAt(rel, (*at, "values"), raw.get("values") or {})]
+        if raw["name"] in shared_at:
+            shared_file, index = shared_at[raw["name"]]
+            values_from.insert(0, ValuesAt(shared_file, ("environments", index, "values"), base.get("values") or {}))
         policy = merged.get("policy")
         # A shared file's paths are relative to the shared file, which lives in the same directory.
-        policy_path = _checked(source, rel, policy) if policy else None
+        policy_path = _checked(source, file, policy, [*at, "policy"]) if policy else None
         try:
             soak = parse_duration(merged["soak"]) if merged.get("soak") else 0.0
         except ConfigError as e:
-            raise ConfigError(f"{rel}: environment {raw['name']}: {e}") from e
+            raise ConfigError(f"{file.at([*at, 'soak'])}: environment {raw['name']}: {e}") from e
         envs.append(
             Environment(
                 name=raw["name"],
@@ -277,8 +348,12 @@ def _resolve_app(source: Source, rel: str, doc: dict[str, Any], shared: dict[str
                 context=merged.get("context"),
                 policy=policy_path,
                 soak_seconds=soak,
-                values_files=tuple(_checked(source, rel, f) for f in merged.get("valuesFiles", [])),
+                values_files=tuple(
+                    _checked(source, file, f, [*at, "valuesFiles", j])
+                    for j, f in enumerate(merged.get("valuesFiles", []))
+                ),
                 values=_merge_values(base.get("values"), raw.get("values")),
+                values_from=tuple(values_from),
                 ignore=app_ignore
                 + _ignore_rules(base.get("ignoreDifferences"))
                 + _ignore_rules(raw.get("ignoreDifferences")),
@@ -301,10 +376,10 @@ def _merge_values(base: dict[str, Any] | None, over: dict[str, Any] | None) -> d
     return merge(base, over)
 
 
-def _checked(source: Source, rel: str, ref: str) -> str:
-    path = _rel(rel, ref)
+def _checked(source: Source, file: _File, ref: str, at: list[Any]) -> str:
+    path = _rel(file.rel, ref)
     if not source.exists(path):
-        raise ConfigError(f"{rel}: {ref!r} not found (looked for {path})")
+        raise ConfigError(f"{file.at(at)}: {ref!r} not found (looked for {path})")
     return path
 
 

@@ -3,7 +3,8 @@
 Precedence, lowest first: chart values.yaml < valuesFiles < app values < environment values < command
 line. Merging follows helm's coalescing: maps merge key by key, anything else replaces, and an explicit
 null removes the key. Validation reports every violation of every schema, and never shows a value that a
-schema marks `writeOnly` (JSON schema's word for sensitive).
+schema marks `writeOnly` (JSON schema's word for sensitive). Each violation names where the value was set:
+the highest layer holding it (a file and its line, or `--set`), not the app's definition file.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from promote.errors import ConfigError
+from promote import yamlio
+from promote.errors import ConfigError, did_you_mean
 
 WRITE_ONLY_MARK = "<writeOnly>"
 
@@ -168,6 +170,43 @@ def _assign(doc: Any, path: list[str | int], value: Any) -> None:
             cur = cur[step]
 
 
+# --- where a value was set ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of values and where it is written: a file (with the values' path inside it), or an option."""
+
+    origin: str  # a file relative to the repository, a -f file as given, or --set / --set-string
+    values: Mapping[str, Any]
+    at: tuple[str | int, ...] = ()  # where the values sit inside the file, e.g. ("environments", 1, "values")
+    read: Callable[[], str] | None = None  # the file's text, read again only to place a violation on its line
+
+
+def _holds(values: Any, path: tuple[Any, ...]) -> bool:
+    for step in path:
+        in_map = isinstance(values, Mapping) and step in values
+        if not in_map and not (isinstance(values, list) and isinstance(step, int) and 0 <= step < len(values)):
+            return False
+        values = values[step]
+    return True
+
+
+def origin(layers: Sequence[Layer], path: tuple[Any, ...], *, key: bool = False) -> tuple[str, int | None, int | None]:
+    """(file or option, line, column) that set the value at `path`: the highest layer holding it, else its parent.
+
+    ("", None, None) when no layer holds any part of it (a key the schema requires and nobody set).
+    """
+    for depth in range(len(path), 0, -1):
+        for layer in reversed(layers):
+            if _holds(layer.values, path[:depth]):
+                text = layer.read() if layer.read is not None else None
+                here = key and depth == len(path)
+                pos = yamlio.position(text, [*layer.at, *path[:depth]], key=here) if text is not None else None
+                return layer.origin, *(pos or (None, None))
+    return "", None, None
+
+
 # --- validation ------------------------------------------------------------------------------------
 
 
@@ -175,18 +214,27 @@ def _assign(doc: Any, path: list[str | int], value: Any) -> None:
 class Violation:
     """One schema violation, safe to print: sensitive values are already masked."""
 
-    file: str
+    file: str  # where the value was set: a file, or the option (--set) that set it
     app: str
     environment: str
     schema: str
     path: str
     expected: str
     value: Any
+    line: int | None = None
+    column: int | None = None
+
+    @property
+    def location(self) -> str:
+        """`file:line:column`, as compilers print it, or as much of it as is known."""
+        return ":".join(str(p) for p in (self.file, self.line, self.column) if p is not None)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {
             "file": self.file,
+            "line": self.line,
+            "column": self.column,
             "app": self.app,
             "environment": self.environment,
             "schema": self.schema,
@@ -197,7 +245,7 @@ class Violation:
 
     def __str__(self) -> str:
         return (
-            f"{self.file}: app {self.app}, environment {self.environment}: {self.path}: "
+            f"{self.location}: app {self.app}, environment {self.environment}: {self.path}: "
             f"expected {self.expected}, got {json.dumps(self.value)} (schema {self.schema})"
         )
 
@@ -367,8 +415,12 @@ def validate(
     environment: str,
     schema_name: str,
     hide: set[tuple[Any, ...]] | None = None,
+    layers: Sequence[Layer] = (),
 ) -> list[Violation]:
-    """Every violation of `schema` by `values`, with writeOnly values (of this or `hide`) masked."""
+    """Every violation of `schema` by `values`, with writeOnly values (of this or `hide`) masked.
+
+    Each is attributed to the layer that set the value (`layers`, lowest first), else to `file`.
+    """
     from jsonschema import validators
     from jsonschema.exceptions import SchemaError
 
@@ -382,17 +434,39 @@ def validate(
     for error in sorted(cls(schema).iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
         # Each error is reported as itself. A oneOf matching several branches has no sub-errors (context)
         # and used to be dropped here; listing every branch's failure of an anyOf would mislead instead.
-        path = tuple(error.absolute_path)
-        shown = MASK if any(path[: len(p)] == p for p in secret) else mask(error.instance, secret, path)
-        out.append(
-            Violation(
-                file=file,
-                app=app,
-                environment=environment,
-                schema=schema_name,
-                path=json_path(path),
-                expected=_expected(error),
-                value=shown,
+        for path, instance, expected, key in _problems(error):
+            shown = MASK if any(path[: len(p)] == p for p in secret) else mask(instance, secret, path)
+            source, line, column = origin(layers, path, key=key)
+            out.append(
+                Violation(
+                    file=source or file,
+                    app=app,
+                    environment=environment,
+                    schema=schema_name,
+                    path=json_path(path),
+                    expected=expected,
+                    value=shown,
+                    line=line,
+                    column=column,
+                )
             )
-        )
     return out
+
+
+def _problems(error: Any) -> list[tuple[tuple[Any, ...], Any, str, bool]]:
+    """(path, value, expected, whether to point at the key) of each problem one schema error stands for.
+
+    An unknown key (additionalProperties: false) is one problem per key, at that key, with the key the
+    schema knows that is closest to it.
+    """
+    path = tuple(error.absolute_path)
+    props = error.schema.get("properties") if isinstance(error.schema, Mapping) else None
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping) and isinstance(props, Mapping):
+        patterns = error.schema.get("patternProperties") or {}
+        extras = [k for k in error.instance if k not in props and not any(re.search(p, str(k)) for p in patterns)]
+        if extras:
+            return [
+                ((*path, k), error.instance[k], f"no unknown key{did_you_mean(str(k), map(str, props))}", True)
+                for k in extras
+            ]
+    return [(path, error.instance, _expected(error), False)]

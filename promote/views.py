@@ -388,7 +388,9 @@ class View:
             )
         if not violations:
             return f"All {checked} app environment(s) valid."
-        rows = [[v.file, v.app, v.environment, v.path, v.expected, json.dumps(v.value), v.schema] for v in violations]
+        rows = [
+            [v.location, v.app, v.environment, v.path, v.expected, json.dumps(v.value), v.schema] for v in violations
+        ]
         table = tabulate(rows, headers=["FILE", "APP", "ENV", "PATH", "EXPECTED", "VALUE", "SCHEMA"], tablefmt="plain")
         return f"{table}\n\n{len(violations)} violation(s)."
 

@@ -1,5 +1,8 @@
 """Reading the files a user hands promote: strict UTF-8, bounded, and YAML that JSON can carry.
 
+Positions are not kept while loading (that would slow every load for the rare error): `position`
+parses a text again, only when an error needs the line and column of a key or value.
+
 PyYAML silently keeps the last of two duplicate keys; in a values or definitions file that hides a
 mistake, so the loader here rejects them. It also refuses what helm would not read the same way (keys
 that are lists or maps, `!!binary`, `!!set`...) by name instead of failing later with a TypeError, and
@@ -8,6 +11,7 @@ documents whose aliases expand past a bound (a "billion laughs" file) before any
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +120,55 @@ def load_all(text: str, *, name: str) -> list[Any]:
         mark = getattr(e, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark is not None else name
         raise ConfigError(f"{where}: YAML syntax error: {getattr(e, 'problem', None) or e}") from e
+
+
+def position(text: str, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int] | None:
+    """1-based (line, column) of the value at `path` in a YAML (or JSON) text, or of its key with `key`.
+
+    A value that is a block map or list is placed at its key, since it starts on the line after it.
+    None when the text does not parse or has nothing at `path`: a position is a help, never an error.
+    """
+    try:
+        node = yaml.compose(text, Loader=_StrictLoader)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    mark = node.start_mark
+    for step in path:
+        if isinstance(node, yaml.MappingNode):
+            entry = _entry(node, step)
+            if entry is None:
+                return None
+            mark, node = entry[0].start_mark, entry[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
+            node = node.value[step]
+            mark = node.start_mark
+        else:
+            return None
+    # A block map or list starts on the line after its key: the key is where a reader looks for it.
+    block = isinstance(node, yaml.CollectionNode) and not node.flow_style and path
+    if not key and not block:
+        mark = node.start_mark
+    return mark.line + 1, mark.column + 1
+
+
+def _entry(node: yaml.MappingNode, step: str | int) -> tuple[yaml.Node, yaml.Node] | None:
+    """The (key, value) nodes of `step` in a mapping, looking into `<<` merges after its own keys."""
+    merged: list[yaml.Node] = []
+    for k, v in node.value:
+        if k.tag == "tag:yaml.org,2002:merge":
+            merged.extend(v.value if isinstance(v, yaml.SequenceNode) else [v])
+        elif isinstance(k, yaml.ScalarNode) and k.value == str(step):
+            return k, v
+    for m in merged:
+        found = _entry(m, step) if isinstance(m, yaml.MappingNode) else None
+        if found is not None:
+            return found
+    return None
+
+
+def where(name: str, text: str | None, path: Sequence[str | int], *, key: bool = False) -> str:
+    """`name:line:column` of `path` in `text`, or `name` alone when it cannot be placed."""
+    at = position(text, path, key=key) if text is not None else None
+    return f"{name}:{at[0]}:{at[1]}" if at else name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,8 @@ class Target:
     # schemas only, so that every environment computes the same artifact).
     hidden_paths: frozenset[tuple[Any, ...]] = frozenset()
     artifact_hidden_paths: frozenset[tuple[Any, ...]] = frozenset()
+    # Every layer of `effective`, lowest first, with where it is written: what a violation is attributed to.
+    layers: tuple[vals.Layer, ...] = ()
 
     @functools.cached_property
     def artifact_digest(self) -> str:
@@ -101,6 +104,7 @@ class Workspace:
         self.source = Source(opts.root, opts.revision)
         self.defs = model.load(self.source, opts.env_dir)
         self._cli_values: dict[str, Any] | None = None
+        self._cli_layers: list[vals.Layer] = []
         self._schema_files: dict[str, dict[str, Any]] = {}
         self._git: ThreadPoolExecutor | None = None
         self._revision: Future[str] | None = None
@@ -131,7 +135,7 @@ class Workspace:
     def cli_values(self) -> dict[str, Any]:
         """-f files, then --set, then --set-string: the highest layer."""
         if self._cli_values is None:
-            layers: list[dict[str, Any]] = []
+            layers: list[vals.Layer] = []
             for f in self.opts.values_files:
                 try:
                     text = yamlio.read_text(Path(f), name=f)
@@ -140,10 +144,11 @@ class Workspace:
                 doc = yamlio.load(text, name=f) or {}
                 if not isinstance(doc, dict):
                     raise ConfigError(f"{f}: a values file must be a mapping")
-                layers.append(doc)
-            layers.append(vals.parse_set(self.opts.set_values))
-            layers.append(vals.parse_set(self.opts.set_string, as_string=True))
-            self._cli_values = vals.merge(*layers, keep_nulls=True)
+                layers.append(vals.Layer(f, doc, read=_constant(text)))
+            layers.append(vals.Layer("--set", vals.parse_set(self.opts.set_values)))
+            layers.append(vals.Layer("--set-string", vals.parse_set(self.opts.set_string, as_string=True)))
+            self._cli_layers = layers
+            self._cli_values = vals.merge(*(layer.values for layer in layers), keep_nulls=True)
         return self._cli_values
 
     def _values_file(self, rel: str) -> dict[str, Any]:
@@ -151,6 +156,10 @@ class Workspace:
         if not isinstance(doc, dict):
             raise ConfigError(f"{rel}: a values file must be a mapping")
         return doc
+
+    def _layer(self, rel: str, values: dict[str, Any], at: tuple[str | int, ...] = ()) -> vals.Layer:
+        """Values from a file of the source; its text is read again only if a violation needs a line."""
+        return vals.Layer(rel, values, at, read=lambda: self.source.read_text(rel))
 
     def _schemas_for(
         self, app: model.App, env: model.Environment, chart: ChartInfo
@@ -173,6 +182,8 @@ class Workspace:
         if rel not in self._schema_files:
             try:
                 data = json.loads(self.source.read_text(rel))
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{rel}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from e
             except ValueError as e:
                 raise ConfigError(f"{rel}: not valid JSON: {e}") from e
             if not isinstance(data, dict):
@@ -194,11 +205,24 @@ class Workspace:
                 if app.chart.local not in charts:
                     charts[app.chart.local] = chart_info(self.source.local_path(app.chart.local))
                 chart = charts[app.chart.local]
-                app_layers = [self._values_file(f) for f in app.values_files] + [app.values]
-                env_layers = [self._values_file(f) for f in env.values_files] + [env.values]
+                app_files = [self._layer(f, self._values_file(f)) for f in app.values_files]
+                env_files = [self._layer(f, self._values_file(f)) for f in env.values_files]
+                app_layers = [layer.values for layer in app_files] + [app.values]
+                env_layers = [layer.values for layer in env_files] + [env.values]
                 user = vals.merge(*app_layers, *env_layers, self.cli_values(), keep_nulls=True)
-                effective = vals.merge(chart_default_values(chart), user)
                 app_values = vals.merge(*app_layers, self.cli_values(), keep_nulls=True)
+                defaults = chart_default_values(chart)
+                effective = vals.merge(defaults, user)
+                # The same layers with where each is written, for violations to name the file and line.
+                defaults_file = chart.path / "values.yaml"
+                layers = (
+                    vals.Layer(f"{app.chart.local}/values.yaml", defaults, read=_reader(defaults_file)),
+                    *app_files,
+                    self._layer(app.file, app.values, app.values_at.at),
+                    *env_files,
+                    *(self._layer(v.file, v.values, v.at) for v in env.values_from),
+                    *self._cli_layers,
+                )
                 paths: set[tuple[Any, ...]] = set()
                 artifact_paths: set[tuple[Any, ...]] = set()
                 for name, s in self._schemas_for(app, env, chart):
@@ -218,6 +242,7 @@ class Workspace:
                         hidden=vals.values_at(effective, paths),
                         hidden_paths=frozenset(paths),
                         artifact_hidden_paths=frozenset(artifact_paths),
+                        layers=layers,
                     )
                 )
         return out
@@ -240,9 +265,18 @@ class Workspace:
                         environment=t.env.name,
                         schema_name=name,
                         hide=hide,
+                        layers=t.layers,
                     )
                 )
         return out
+
+
+def _constant(text: str) -> Callable[[], str]:
+    return lambda: text
+
+
+def _reader(path: Path) -> Callable[[], str]:
+    return lambda: yamlio.read_text(path)
 
 
 def validate(opts: Options, env: str | None = None) -> list[vals.Violation]:

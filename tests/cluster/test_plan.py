@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devcluster import ClusterHandle
 from devcluster.kube import Kube
 from tests.support.cli import cli, hooks, plan_json, release_of, resources, start_promote
 from tests.support.fieldpath import apply_field, resolve
@@ -437,6 +438,22 @@ def test_unknown_context_on_the_command_line(tmp_path: Path, two_namespaces: tup
     assert result.stdout == ""
     assert result.stderr.startswith("Error: unknown kube context 'nope'")
     _one_paragraph(result.stderr)
+
+
+def test_global_options_after_the_command(
+    tmp_path: Path, dev_cluster: ClusterHandle, two_namespaces: tuple[str, str]
+) -> None:
+    # As kubectl and helm take them: `promote plan default --context X --kubeconfig F`.
+    repo = make_repo(tmp_path, *two_namespaces)
+    kubeconfig = str(dev_cluster.kubeconfig)
+
+    known = cli(repo, "plan", "default", "-o", "json", "--kubeconfig", kubeconfig, "--context", dev_cluster.context)
+    unknown = cli(repo, "status", "default", "--context", "nope", "--kubeconfig", kubeconfig)
+
+    assert known.exit_code == 0, known.output
+    assert json.loads(known.stdout)["summary"]["create"] == 5
+    assert unknown.exit_code == 1, unknown.output
+    assert unknown.stderr.startswith("Error: unknown kube context 'nope'")
 
 
 def test_unknown_context_in_the_definition(tmp_path: Path, kube: Kube, two_namespaces: tuple[str, str]) -> None:

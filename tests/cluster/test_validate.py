@@ -17,6 +17,14 @@ from tests.support.repo import DEFINITION, definition, make_repo, write_definiti
 COLUMNS = ["FILE", "APP", "ENV", "PATH", "EXPECTED", "VALUE", "SCHEMA"]
 
 
+def _place(repo: Path, section: str, line: str) -> tuple[int, int]:
+    """(line, column) of the value of `line` (e.g. "port: 70000"), first met after `section`, in the definition."""
+    lines = (repo / DEFINITION).read_text().splitlines()
+    start = lines.index(section)
+    number = next(i for i in range(start, len(lines)) if lines[i].strip() == line)
+    return number + 1, lines[number].index(line) + len(line.split(": ")[0]) + 3
+
+
 def test_valid_definitions(tmp_path: Path, two_namespaces: tuple[str, str]) -> None:
     repo = make_repo(tmp_path, *two_namespaces)
 
@@ -46,15 +54,30 @@ def test_prod_policy_violations_name_prod_only_and_are_all_reported(
         ("$.replicaCount", ">= 3", 1, "schemas/prod.policy.schema.json"),
         ("$.service.port", "<= 65535", 70000, "charts/python-app/values.schema.json"),
     ]
+    # each is placed where the value is written: prod's values in the definition file
+    replicas, port = _place(repo, "- name: prod", "replicaCount: 1"), _place(repo, "- name: prod", "port: 70000")
+    assert sorted((v["path"], v["line"], v["column"]) for v in doc["violations"]) == [
+        ("$.replicaCount", *replicas),
+        ("$.service.port", *port),
+    ]
     for v in doc["violations"]:
         assert (v["file"], v["app"], v["environment"]) == (DEFINITION, "python-app", "prod")
     lines = table.stdout.splitlines()
     assert lines[0].split() == COLUMNS
     rows = [line.split() for line in lines[1:3]]
     assert sorted(rows) == [
-        [DEFINITION, "python-app", "prod", "$.replicaCount", ">=", "3", "1", "schemas/prod.policy.schema.json"],
         [
-            DEFINITION,
+            f"{DEFINITION}:{replicas[0]}:{replicas[1]}",
+            "python-app",
+            "prod",
+            "$.replicaCount",
+            ">=",
+            "3",
+            "1",
+            "schemas/prod.policy.schema.json",
+        ],
+        [
+            f"{DEFINITION}:{port[0]}:{port[1]}",
             "python-app",
             "prod",
             "$.service.port",
@@ -80,6 +103,21 @@ def test_prod_policy_violations_name_prod_only_and_are_all_reported(
     assert storage_names(kube, two_namespaces[1]) == []
 
 
+def test_plan_attributes_a_bad_set_value_to_set(tmp_path: Path, kube: Kube, two_namespaces: tuple[str, str]) -> None:
+    repo = make_repo(tmp_path, *two_namespaces)
+
+    plan = cli(repo, "plan", "prod", "--set", "replicaCount=abc", "-o", "json")
+
+    assert plan.exit_code == 1, plan.output
+    for env in json.loads(plan.stdout)["environments"]:
+        errors = env["releases"][0]["errors"]  # the chart's schema, and prod's policy too
+        assert errors, env
+        for error in errors:
+            assert error.startswith(f"--set: app python-app, environment {env['name']}: $.replicaCount: "), error
+            assert DEFINITION not in error
+    assert storage_names(kube, two_namespaces[0]) == []
+
+
 def test_write_only_values_are_masked_in_violations(tmp_path: Path, two_namespaces: tuple[str, str]) -> None:
     short = "shhh42"  # shorter than the chart's minLength 8, and writeOnly
     repo = make_repo(tmp_path, *two_namespaces, default_values={"replicaCount": 1, "secret": {"password": short}})
@@ -90,8 +128,11 @@ def test_write_only_values_are_masked_in_violations(tmp_path: Path, two_namespac
 
     assert table.exit_code == 1
     (violation,) = json.loads(as_json.stdout)["violations"]
+    line, column = _place(repo, "- name: default", f"password: {short}")
     assert violation == {
         "file": DEFINITION,
+        "line": line,
+        "column": column,
         "app": "python-app",
         "environment": "default",
         "schema": "charts/python-app/values.schema.json",
@@ -154,9 +195,10 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path: Path, two_namespaces: t
 def test_unknown_key_in_a_definition(tmp_path: Path, two_namespaces: tuple[str, str]) -> None:
     repo = make_repo(tmp_path, *two_namespaces, extra_prod={"replicas": 3})
 
-    error = _assert_clear_error(repo, "unknown key")
-    assert f"{DEFINITION}: environments/1:" in error
-    assert "'replicas'" in error
+    line, _ = _place(repo, "- name: prod", "replicas: 3")
+
+    error = _assert_clear_error(repo, f"{DEFINITION}:{line}:3: unknown key 'replicas'")
+    assert "(did you mean 'release'?)" not in error  # no suggestion that is not close
 
 
 def test_duplicate_environment_names(tmp_path: Path, two_namespaces: tuple[str, str]) -> None:

@@ -112,16 +112,72 @@ def test_unknown_environment_and_app(tmp_path: Path) -> None:
         defs.select(("api",))
 
 
+def test_a_close_name_is_suggested(tmp_path: Path) -> None:
+    defs = model.load(_repo(tmp_path, {"web.yaml": _app("web", "dev", "prod")}))
+    with pytest.raises(ConfigError) as env:
+        defs.chain_to("prdo")
+    with pytest.raises(ConfigError) as app:
+        defs.select(("webb", "web"))
+    assert str(env.value) == "unknown environment 'prdo': the chain defines dev, prod (did you mean 'prod'?)"
+    assert str(app.value) == "unknown app webb (did you mean 'web'?): defined are web"
+
+
+def test_unknown_keys_are_placed_and_a_known_one_suggested(tmp_path: Path) -> None:
+    text = """\
+app: web
+chart: ../charts/app
+environments:
+  - name: dev
+  - name: prod
+    namespce: live
+    soak: 10 minutes
+valuez: {}
+"""
+    with pytest.raises(ConfigError) as info:
+        model.load(_repo(tmp_path, {"web.yaml": text}))
+    assert str(info.value).splitlines()[1:] == [
+        "  environments/web.yaml:6:5: unknown key 'namespce' (did you mean 'namespace'?)",
+        "  environments/web.yaml:7:11: environments/1/soak: '10 minutes' does not match "
+        "'^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$'",
+        "  environments/web.yaml:8:1: unknown key 'valuez' (did you mean 'values'?)",
+    ]
+
+
+def test_shared_file_problems_are_placed(tmp_path: Path) -> None:
+    shared = "environments:\n  - name: dev\n    policy: ../schemas/none.json\n    contxt: x\n"
+    with pytest.raises(ConfigError) as info:
+        model.load(_repo(tmp_path, {"_shared.yaml": shared, "web.yaml": _app("web", "dev")}))
+    assert "environments/_shared.yaml:4:5: unknown key 'contxt' (did you mean 'context'?)" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        model.load(_repo(tmp_path / "b", {"_shared.yaml": shared.replace("contxt", "context")}))
+    assert "environments/_shared.yaml:3:13: environment dev: policy '../schemas/none.json' not found" in str(info.value)
+
+
+def test_where_values_are_written_is_kept(tmp_path: Path) -> None:
+    shared = {"environments": [{"name": "dev", "values": {"a": 1}}]}
+    defs = model.load(_repo(tmp_path, {"_shared.yaml": shared, "web.yaml": _app("web", {"name": "dev"}, values={})}))
+    (env,) = defs.apps[0].environments
+    assert env.values_from == (
+        model.ValuesAt("environments/_shared.yaml", ("environments", 0, "values"), {"a": 1}),
+        model.ValuesAt("environments/web.yaml", ("environments", 0, "values"), {}),
+    )
+    assert defs.apps[0].values_at == model.ValuesAt("environments/web.yaml", ("values",), {})
+
+
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ({"web.yaml": {**_app("web", "dev"), "replicas": 1}}, "environments/web.yaml: (top level): unknown key"),
-        ({"web.yaml": _app("web", {"name": "dev", "soak": "soon"})}, "environments/web.yaml: environments/0/soak"),
-        ({"web.yaml": _app("web", "dev", "dev")}, "environment 'dev' is listed twice for app web"),
-        ({"web.yaml": _app("web", "dev"), "web2.yaml": _app("web", "dev")}, "app 'web' is already defined"),
-        ({"web.yaml": {**_app("web", "dev"), "chart": "../charts/none"}}, "chart '../charts/none' not found"),
-        ({"web.yaml": {**_app("web", "dev"), "chart": "nginx"}}, "is neither a local path"),
-        ({"web.yaml": _app("web", "dev", valuesFiles=["../values/none.yaml"])}, "'../values/none.yaml' not found"),
+        # safe_dump sorts keys: app (line 1), chart (2), environments (3), its items, then the rest.
+        ({"web.yaml": {**_app("web", "dev"), "replicas": 1}}, "environments/web.yaml:5:1: unknown key 'replicas'"),
+        ({"web.yaml": _app("web", {"name": "dev", "soak": "soon"})}, "environments/web.yaml:5:9: environments/0/soak"),
+        ({"web.yaml": _app("web", "dev", "dev")}, "web.yaml:5:9: environment 'dev' is listed twice for app web"),
+        ({"web.yaml": _app("web", "dev"), "web2.yaml": _app("web", "dev")}, "web2.yaml:1:6: app 'web' is already"),
+        ({"web.yaml": {**_app("web", "dev"), "chart": "../charts/none"}}, "web.yaml:2:8: chart '../charts/none'"),
+        ({"web.yaml": {**_app("web", "dev"), "chart": "nginx"}}, "web.yaml:2:8: chart 'nginx' is neither a local"),
+        (
+            {"web.yaml": _app("web", "dev", valuesFiles=["../values/none.yaml"])},
+            "web.yaml:6:3: '../values/none.yaml' not found",
+        ),
         ({"web.yaml": "app: web\n  chart: [\n"}, "environments/web.yaml:2: YAML syntax error"),
         ({"web.yaml": "app: web\napp: other\n"}, "found duplicate key 'app'"),
         ({"web.yaml": "- a list\n"}, "expected a mapping"),
@@ -139,7 +195,7 @@ def test_every_problem_is_reported_together(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         model.load(_repo(tmp_path, files))
     text = str(info.value)
-    assert "environments/a.yaml: (top level): unknown key" in text
+    assert "environments/a.yaml:5:1: unknown key 'x'" in text
     assert "environments/b.yaml:" in text
 
 

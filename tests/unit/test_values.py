@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from promote import values as vals
 from promote.errors import ConfigError
@@ -137,6 +138,8 @@ def test_every_violation_is_reported_with_its_context() -> None:
     assert [v.to_dict() for v in out] == [
         {
             "file": "f.yaml",
+            "line": None,
+            "column": None,
             "app": "app",
             "environment": "prod",
             "schema": "s.json",
@@ -146,6 +149,8 @@ def test_every_violation_is_reported_with_its_context() -> None:
         },
         {
             "file": "f.yaml",
+            "line": None,
+            "column": None,
             "app": "app",
             "environment": "prod",
             "schema": "s.json",
@@ -207,6 +212,72 @@ def test_any_of_failure_is_reported() -> None:
 def test_an_invalid_schema_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"s\.json is not a valid JSON schema"):
         _validate({}, {"type": "no-such-type"})
+
+
+# --- where a violating value was set --------------------------------------------------------------
+
+DEFINITION_TEXT = """\
+app: web
+values:
+  replicaCount: 2
+environments:
+  - name: prod
+    values:
+      replicaCount: 1
+      secret:
+        username: u
+"""
+
+
+def _layers(*, set_values: tuple[str, ...] = (), values_file: str | None = None) -> list[vals.Layer]:
+    """Definition layers (app values, then prod's), a -f file, then --set: as the workspace stacks them."""
+    layers = [
+        vals.Layer("environments/web.yaml", {"replicaCount": 2}, ("values",), read=lambda: DEFINITION_TEXT),
+        vals.Layer(
+            "environments/web.yaml",
+            {"replicaCount": 1, "secret": {"username": "u"}},
+            ("environments", 0, "values"),
+            read=lambda: DEFINITION_TEXT,
+        ),
+    ]
+    if values_file is not None:
+        layers.append(vals.Layer("extra.yaml", yaml.safe_load(values_file), read=lambda: values_file))
+    layers.append(vals.Layer("--set", vals.parse_set(set_values)))
+    return layers
+
+
+def test_a_violation_names_the_file_and_line_that_set_the_value() -> None:
+    (v,) = _validate({"replicaCount": 1}, layers=_layers())
+    assert (v.file, v.line, v.column, v.location) == ("environments/web.yaml", 7, 21, "environments/web.yaml:7:21")
+    assert str(v).startswith("environments/web.yaml:7:21: app app, environment prod: $.replicaCount: expected >= 3")
+
+
+def test_a_value_set_on_the_command_line_is_attributed_to_the_option() -> None:
+    (v,) = _validate({"replicaCount": "abc"}, layers=_layers(set_values=("replicaCount=abc",)))
+    assert (v.location, v.expected) == ("--set", "type integer")
+    (v,) = _validate({"replicaCount": 2}, layers=_layers(values_file="# extra\nreplicaCount: 2\n"))
+    assert (v.location, v.expected) == ("extra.yaml:2:15", ">= 3")
+
+
+def test_a_missing_key_is_attributed_to_the_layer_of_its_parent() -> None:
+    (v,) = _validate({"replicaCount": 3, "secret": {"password": "longenough"}}, layers=_layers())
+    assert (v.path, v.location) == ("$.secret", "environments/web.yaml:8:7")
+
+
+def test_nothing_placed_falls_back_to_the_definition_file() -> None:
+    (v,) = _validate({}, layers=_layers())
+    assert (v.path, v.location) == ("$", "f.yaml")
+
+
+def test_an_unknown_key_is_placed_at_the_key_with_a_suggestion() -> None:
+    schema = {"type": "object", "properties": {"replicaCount": {}, "image": {}}, "additionalProperties": False}
+    text = "image: x\nreplicaCont: 3\nzzz: 1\n"
+    layers = [vals.Layer("extra.yaml", yaml.safe_load(text), read=lambda: text)]
+    out = _validate({"image": "x", "replicaCont": 3, "zzz": 1}, schema, layers=layers)
+    assert [(v.path, v.expected, v.location) for v in out] == [
+        ("$.replicaCont", "no unknown key (did you mean 'replicaCount'?)", "extra.yaml:2:1"),
+        ("$.zzz", "no unknown key", "extra.yaml:3:1"),
+    ]
 
 
 def test_json_path() -> None:
