@@ -43,6 +43,10 @@ class ChartInfo:
     # upgrade (or runs `tpl`, or Chart.yaml constrains kubeVersion): then a render waits for the cluster.
     cluster_independent: bool = False
     uses_tpl: bool = False  # then values may carry template code, `lookup` included
+    # A fetched chart: the digest of what was pulled (sha256:… of the package, or the OCI manifest's), and
+    # the reference it came from.
+    source_digest: str | None = None
+    origin: str | None = None
 
     def reads_cluster(self, values: dict[str, Any]) -> bool:
         """True when rendering with these values may read live objects (`lookup`): never cache it."""

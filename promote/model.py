@@ -13,6 +13,7 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib import resources
 from typing import Any
 
@@ -42,14 +43,31 @@ class IgnoreRule:
         )
 
 
+class ChartSource(StrEnum):
+    """Where a chart lives."""
+
+    DIRECTORY = "directory"  # a chart folder in the source
+    PACKAGE = "package"  # a packaged chart (.tgz) in the source
+    REPOSITORY = "repository"  # a Helm repository: `repo:` URL and chart name, or `name/chart` helm knows
+    URL = "url"  # a packaged chart at an http(s) URL
+    OCI = "oci"  # an OCI registry: oci://host/path/chart with a version, or @sha256:digest
+
+
 @dataclass(frozen=True)
 class ChartRef:
-    """A chart: a local directory in the source, or a repo/OCI reference with a version."""
+    """A chart: a folder or package in the source, or a reference into a repository or registry."""
 
     ref: str
-    local: str | None = None  # path relative to the source root, for local charts
-    version: str | None = None
+    local: str | None = None  # path relative to the source root, for a folder or package in the source
+    version: str | None = None  # exact, or a semver range (repositories and registries)
     repo: str | None = None
+    source: ChartSource = ChartSource.DIRECTORY
+    plain_http: bool = False  # helm's --plain-http, for a registry without TLS
+
+    @property
+    def remote(self) -> bool:
+        """True when the chart is fetched, not read from the source."""
+        return self.source not in (ChartSource.DIRECTORY, ChartSource.PACKAGE)
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,7 @@ class Environment:
     values: dict[str, Any]
     ignore: tuple[IgnoreRule, ...]
     values_from: tuple[ValuesAt, ...] = ()  # what `values` merges, lowest first: shared file, then own
+    chart_version: str | None = None  # this environment's own chart version (repositories and registries)
 
 
 @dataclass(frozen=True)
@@ -171,8 +190,41 @@ def _rel(base_file: str, ref: str) -> str:
     return posixpath.normpath(posixpath.join(posixpath.dirname(base_file), ref))
 
 
-def _is_local_chart(ref: str) -> bool:
-    return ref.startswith((".", "/")) or ("/" in ref and not ref.startswith("oci://") and "://" not in ref)
+_PACKAGE_SUFFIXES = (".tgz", ".tar.gz")
+
+
+def _chart_ref(source: Source, file: _File, doc: dict[str, Any]) -> ChartRef:
+    """What an app file's chart, version, repo and plainHttp say, checked: a path must exist in the
+    source; `name/chart` that is not a folder here is a repository helm knows by that name."""
+    ref, version, repo = doc["chart"], doc.get("version"), doc.get("repo")
+    where = file.at(["chart"])
+    plain = bool(doc.get("plainHttp"))
+    if ref.startswith("oci://"):
+        if not version and "@sha256:" not in ref:
+            raise ConfigError(f"{where}: the OCI chart {ref!r} needs a version (or a @sha256: digest)")
+        return ChartRef(ref=ref, version=version, source=ChartSource.OCI, plain_http=plain)
+    if repo:
+        return ChartRef(ref=ref, version=version, repo=repo, source=ChartSource.REPOSITORY)
+    if "://" in ref:
+        if not ref.startswith(("https://", "http://")) or not ref.endswith(_PACKAGE_SUFFIXES):
+            raise ConfigError(f"{where}: chart {ref!r}: a URL must be oci://… or an http(s) URL of a .tgz")
+        return ChartRef(ref=ref, source=ChartSource.URL)
+    local = _rel(file.rel, ref)
+    if ref.endswith(_PACKAGE_SUFFIXES):
+        if not source.exists(local) or source.is_dir(local):
+            raise ConfigError(f"{where}: chart {ref!r} not found: no file {local}")
+        return ChartRef(ref=ref, local=local, source=ChartSource.PACKAGE)
+    if source.is_dir(local) and source.exists(f"{local}/Chart.yaml"):
+        return ChartRef(ref=ref, local=local, version=version)
+    if "/" not in ref:
+        raise ConfigError(
+            f"{where}: chart {ref!r} is neither a local path, an oci:// ref, nor has a repo "
+            "(a chart of a repository that helm repo add named is written name/chart)"
+        )
+    if ref.startswith((".", "/")) or ref.count("/") != 1:
+        raise ConfigError(f"{where}: chart {ref!r} not found: no Chart.yaml in {local}/")
+    # `stable/redis`: a repository that `helm repo add` named.
+    return ChartRef(ref=ref, version=version, source=ChartSource.REPOSITORY)
 
 
 def _ignore_rules(raw: list[dict[str, Any]] | None) -> tuple[IgnoreRule, ...]:
@@ -303,18 +355,7 @@ def _resolve_app(
 ) -> App:
     rel = file.rel
     name = doc["app"]
-    chart_ref = doc["chart"]
-    if _is_local_chart(chart_ref):
-        local = _rel(rel, chart_ref)
-        if not source.is_dir(local) or not source.exists(f"{local}/Chart.yaml"):
-            raise ConfigError(f"{file.at(['chart'])}: chart {chart_ref!r} not found: no Chart.yaml in {local}/")
-        chart = ChartRef(ref=chart_ref, local=local, version=doc.get("version"))
-    else:
-        if not chart_ref.startswith("oci://") and not doc.get("repo") and "/" not in chart_ref:
-            raise ConfigError(
-                f"{file.at(['chart'])}: chart {chart_ref!r} is neither a local path, an oci:// ref, nor has a repo"
-            )
-        chart = ChartRef(ref=chart_ref, version=doc.get("version"), repo=doc.get("repo"))
+    chart = _chart_ref(source, file, doc)
     values_files = tuple(
         _checked(source, file, f, ["valuesFiles", i]) for i, f in enumerate(doc.get("valuesFiles", []))
     )
@@ -336,6 +377,11 @@ def _resolve_app(
         policy = merged.get("policy")
         # A shared file's paths are relative to the shared file, which lives in the same directory.
         policy_path = _checked(source, file, policy, [*at, "policy"]) if policy else None
+        if merged.get("version") and not chart.remote:
+            raise ConfigError(
+                f"{file.at([*at, 'version'])}: environment {raw['name']}: a version applies to a chart from a "
+                f"repository or registry; {chart.ref!r} has the version its Chart.yaml says"
+            )
         try:
             soak = parse_duration(merged["soak"]) if merged.get("soak") else 0.0
         except ConfigError as e:
@@ -354,6 +400,7 @@ def _resolve_app(
                 ),
                 values=_merge_values(base.get("values"), raw.get("values")),
                 values_from=tuple(values_from),
+                chart_version=merged.get("version"),
                 ignore=app_ignore
                 + _ignore_rules(base.get("ignoreDifferences"))
                 + _ignore_rules(raw.get("ignoreDifferences")),

@@ -101,6 +101,7 @@ class ReleasePlan:
     context: str | None
     chart: str
     chart_version: str | None = None
+    chart_digest: str | None = None  # of a fetched chart: what was pulled (package or OCI manifest)
     artifact_digest: str | None = None
     values_digest: str | None = None
     manifest_digest: str | None = None
@@ -133,6 +134,7 @@ class ReleasePlan:
             "namespace": self.namespace,
             "chart": self.chart,
             "chartVersion": self.chart_version,
+            "chartDigest": self.chart_digest,
             "artifactDigest": self.artifact_digest,
             "valuesDigest": self.values_digest,
             "manifestDigest": self.manifest_digest,

@@ -105,6 +105,7 @@ def moved(saved: dict[str, Any], now: Plan) -> list[str]:
                 f"now {b.get('release')} in {b.get('namespace')}"
             )
         for field, what in (
+            ("chartDigest", "the chart pulled (a version range resolved anew, or the package changed)"),
             ("artifactDigest", "the release artifact (chart or app-wide values)"),
             ("valuesDigest", "the values"),
             ("manifestDigest", "the rendered manifests"),

@@ -119,6 +119,26 @@ class Source:
         data: bytes = item.data_stream.read()
         return yamlio.decode(data, name=f"{rel} at {self.ref}")
 
+    def read_bytes(self, rel: str, limit: int) -> bytes:
+        """A file's bytes (a packaged chart), refused past `limit`; remembered for the dirty check."""
+        self._read.add(rel)
+        if self._commit is None:
+            path = self._local(rel)
+            self._inside(path, rel)
+            try:
+                if path.stat().st_size > limit:
+                    raise SourceError(f"{rel} is larger than {limit // (1 << 20)} MiB")
+                return path.read_bytes()
+            except OSError as e:
+                raise SourceError(f"cannot read {rel}: {e.strerror}") from e
+        item = self._tree_item(rel)
+        if item is None or item.type != "blob":
+            raise SourceError(f"cannot read {rel}: no such file at revision {self.ref}")
+        if item.size > limit:
+            raise SourceError(f"{rel} is larger than {limit // (1 << 20)} MiB")
+        data: bytes = item.data_stream.read()
+        return data
+
     def list_dir(self, rel: str) -> list[str]:
         """Names of the entries of a directory, sorted; the directory counts as read for the dirty check."""
         # A file deleted (or added) in a listed directory changes what was read, e.g. one app fewer.

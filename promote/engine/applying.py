@@ -222,8 +222,11 @@ def _apply_env(run: _Run, ws: Workspace, env: str, releases: list[Reconciled]) -
         env_locks(run.runtime, env, targets, run.aopts, on_wait=run.waiting) if work else nullcontext({})
     )
     with held as locks:
-        checks = gate_checks(ws, run.runtime, env, targets, run.aopts.allow_dirty, own_pin=not unpinning)
-        if failed := [c for c in checks if c.result == GateResult.FAIL]:
+        # Only what changes passes the gate: a release staying as it is (prod kept on its own chart version
+        # while default runs the next) is no promotion. With nothing to change, the checks are only shown.
+        pending = [r.target for r in releases if r.plan.needs_apply] or targets
+        checks = gate_checks(ws, run.runtime, env, pending, run.aopts.allow_dirty, own_pin=not unpinning)
+        if work and (failed := [c for c in checks if c.result == GateResult.FAIL]):
             blocked = GateBlocked(f"promotion to {env} blocked: {GateCheck.reasons(failed)}")
             raise _EnvFailed(result(Outcome.BLOCKED, [], checks), blocked)
         if unpinning:

@@ -146,6 +146,7 @@ class Scheduler:
             context=cluster.context,
             chart=t.chart.name,
             chart_version=t.chart.version,
+            chart_digest=t.chart.source_digest,
             artifact_digest=t.artifact_digest,
             values_digest=t.values_digest,
         )

@@ -10,7 +10,7 @@ import functools
 import hashlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,7 @@ class Workspace:
         schemas: list[tuple[str, dict[str, Any]]] = []
         own = chart_schema(chart)
         if own is not None:
-            schemas.append((f"{app.chart.local}/values.schema.json", own))
+            schemas.append((f"{_label(app, chart)}/values.schema.json", own))
         if app.schema:
             schemas.append((app.schema, self._schema(app.schema)))
         if env.policy:
@@ -191,20 +191,30 @@ class Workspace:
             self._schema_files[rel] = data
         return self._schema_files[rel]
 
+    def _chart(self, app: model.App, version: str | None) -> ChartInfo:
+        """An app's chart at a version: read from the source, or fetched into the cache."""
+        if app.chart.source is model.ChartSource.DIRECTORY and app.chart.local is not None:
+            return chart_info(self.source.local_path(app.chart.local))
+        from promote import chartsource
+        from promote.helm.binary import executable
+
+        fetched = chartsource.fetch(app.chart, version, self.source, executable(), where=app.file)
+        info = chart_info(fetched.path)
+        return replace(info, source_digest=fetched.digest, origin=app.chart.ref)
+
     def targets(self, env_names: tuple[str, ...]) -> list[Target]:
         """Every (app, environment) of the given environments, in chain order."""
-        charts: dict[str, ChartInfo] = {}
+        charts: dict[tuple[model.ChartRef, str | None], ChartInfo] = {}
         out: list[Target] = []
         for env_name in env_names:
             for app in self.defs.select(self.opts.apps):
                 env = app.environment(env_name)
                 if env is None:
                     continue
-                if app.chart.local is None:
-                    raise ConfigError(f"{app.file}: remote chart {app.chart.ref!r} is not supported yet; vendor it")
-                if app.chart.local not in charts:
-                    charts[app.chart.local] = chart_info(self.source.local_path(app.chart.local))
-                chart = charts[app.chart.local]
+                version = env.chart_version or app.chart.version
+                if (app.chart, version) not in charts:
+                    charts[app.chart, version] = self._chart(app, version)
+                chart = charts[app.chart, version]
                 app_files = [self._layer(f, self._values_file(f)) for f in app.values_files]
                 env_files = [self._layer(f, self._values_file(f)) for f in env.values_files]
                 app_layers = [layer.values for layer in app_files] + [app.values]
@@ -216,7 +226,7 @@ class Workspace:
                 # The same layers with where each is written, for violations to name the file and line.
                 defaults_file = chart.path / "values.yaml"
                 layers = (
-                    vals.Layer(f"{app.chart.local}/values.yaml", defaults, read=_reader(defaults_file)),
+                    vals.Layer(f"{_label(app, chart)}/values.yaml", defaults, read=_reader(defaults_file)),
                     *app_files,
                     self._layer(app.file, app.values, app.values_at.at),
                     *env_files,
@@ -284,3 +294,10 @@ def validate(opts: Options, env: str | None = None) -> list[vals.Violation]:
     with Workspace(opts) as ws:
         chain = ws.defs.chain_to(env) if env else ws.defs.chain
         return ws.validate(ws.targets(chain))
+
+
+def _label(app: model.App, chart: ChartInfo) -> str:
+    """How messages name a chart's files: its folder in the source, or name-version when fetched."""
+    if chart.origin is None and app.chart.local is not None:
+        return app.chart.local
+    return f"{chart.name}-{chart.version}"

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "concerns",
         {"diff", "health", "sync", "gate", "lock", "pin", "record", "release", "snapshot", "saved", "render"},
     ),
-    ("adapters", {"cluster", "helm", "rendercache"}),
+    ("adapters", {"cluster", "helm", "rendercache", "chartsource"}),
     ("definitions", {"model", "values", "source", "chart"}),
     ("data", {"errors", "plan", "results", "yamlio", "fingerprint"}),
 ]

@@ -153,6 +153,33 @@ def test_shared_file_problems_are_placed(tmp_path: Path) -> None:
     assert "environments/_shared.yaml:3:13: environment dev: policy '../schemas/none.json' not found" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("chart", "extra", "source", "local"),
+    [
+        ("../charts/app", {}, model.ChartSource.DIRECTORY, "charts/app"),
+        ("stable/redis", {"version": "^17"}, model.ChartSource.REPOSITORY, None),
+        ("redis", {"repo": "https://charts.example.com", "version": "17.0.1"}, model.ChartSource.REPOSITORY, None),
+        ("oci://registry.example.com/charts/redis", {"version": "17.0.1"}, model.ChartSource.OCI, None),
+        ("oci://registry.example.com/charts/redis@sha256:" + "a" * 64, {}, model.ChartSource.OCI, None),
+        ("https://example.com/redis-17.0.1.tgz", {}, model.ChartSource.URL, None),
+    ],
+)
+def test_where_a_chart_lives(
+    tmp_path: Path, chart: str, extra: dict[str, Any], source: model.ChartSource, local: str | None
+) -> None:
+    """`name/chart` is a chart folder when there is one, else a repository `helm repo add` named."""
+    defs = model.load(_repo(tmp_path, {"web.yaml": {**_app("web", {"name": "dev"}), "chart": chart, **extra}}))
+    ref = defs.apps[0].chart
+    assert (ref.source, ref.local, ref.version, ref.repo) == (source, local, extra.get("version"), extra.get("repo"))
+
+
+def test_an_environment_may_have_its_own_chart_version(tmp_path: Path) -> None:
+    app = _app("web", {"name": "dev"}, {"name": "prod", "version": "1.2.0"}, chart="stable/web", version="1.3.0")
+    (web,) = model.load(_repo(tmp_path, {"web.yaml": app})).apps
+    assert [(e.name, e.chart_version) for e in web.environments] == [("dev", None), ("prod", "1.2.0")]
+    assert web.chart.version == "1.3.0"
+
+
 def test_where_values_are_written_is_kept(tmp_path: Path) -> None:
     shared = {"environments": [{"name": "dev", "values": {"a": 1}}]}
     defs = model.load(_repo(tmp_path, {"_shared.yaml": shared, "web.yaml": _app("web", {"name": "dev"}, values={})}))
@@ -174,6 +201,13 @@ def test_where_values_are_written_is_kept(tmp_path: Path) -> None:
         ({"web.yaml": _app("web", "dev"), "web2.yaml": _app("web", "dev")}, "web2.yaml:1:6: app 'web' is already"),
         ({"web.yaml": {**_app("web", "dev"), "chart": "../charts/none"}}, "web.yaml:2:8: chart '../charts/none'"),
         ({"web.yaml": {**_app("web", "dev"), "chart": "nginx"}}, "web.yaml:2:8: chart 'nginx' is neither a local"),
+        ({"web.yaml": {**_app("web", "dev"), "chart": "oci://r/c"}}, "web.yaml:2:8: the OCI chart 'oci://r/c' needs a"),
+        ({"web.yaml": {**_app("web", "dev"), "chart": "../c-1.0.0.tgz"}}, "chart '../c-1.0.0.tgz' not found: no file"),
+        ({"web.yaml": {**_app("web", "dev"), "chart": "ftp://x/c.tgz"}}, "a URL must be oci://… or an http(s) URL"),
+        (
+            {"web.yaml": _app("web", {"name": "dev", "version": "1.0.0"})},
+            "environment dev: a version applies to a chart from a repository or registry",
+        ),
         (
             {"web.yaml": _app("web", "dev", valuesFiles=["../values/none.yaml"])},
             "web.yaml:6:3: '../values/none.yaml' not found",

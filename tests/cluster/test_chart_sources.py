@@ -1,0 +1,212 @@
+"""Charts from where they live (issue 16), on the real cluster with real chart servers on 127.0.0.1: an OCI
+registry (CNCF Distribution, htpasswd) and a Helm repository (TLS, basic auth), python-app published to
+both at two versions; a packaged chart in the source; and the failures users meet, each a clear error that
+changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devcluster.registries import ChartRepository, Credentials, OciRegistry, ca_bundle
+from tests.support.cli import apply, cli, expect, plan_json, release_of
+from tests.support.helm import helm_history
+from tests.support.paths import REPO_ROOT
+from tests.support.registry import helm_env, login, package, publish, push, run_helm
+from tests.support.repo import APP, CHART, PROD_RELEASE, commit, load_definition, make_repo, write_definition
+
+
+@pytest.fixture
+def packages(tmp_path: Path) -> dict[str, Path]:
+    """charts/python-app packaged at 0.1.0 and 0.2.0."""
+    return {v: package(REPO_ROOT / CHART, tmp_path / "pkg", version=v) for v in ("0.1.0", "0.2.0")}
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[OciRegistry]:
+    with OciRegistry(tmp_path / "oci", Credentials.generate()) as reg:
+        yield reg
+
+
+def _use_chart(checkout: Path, /, **top: Any) -> None:
+    """Set (or, given None, remove) top-level keys of the definition, and commit."""
+    doc = load_definition(checkout)
+    doc.update(top)
+    write_definition(checkout, {k: v for k, v in doc.items() if v is not None})
+    commit(checkout, f"chart {top}")
+
+
+def _set_env(repo: Path, env: str, **fields: Any) -> None:
+    """Set (or, given None, remove) fields of one environment (uncommitted)."""
+    doc = load_definition(repo)
+    (entry,) = [e for e in doc["environments"] if e["name"] == env]
+    entry.update(fields)
+    for key in [k for k, v in entry.items() if v is None]:
+        del entry[key]
+    write_definition(repo, doc)
+
+
+def _chart_of(namespace: str, release: str) -> str:
+    return str(helm_history(namespace, release)[-1]["chart"])
+
+
+def test_an_oci_chart_goes_through_validate_plan_apply_and_a_gated_version_bump(
+    tmp_path: Path,
+    two_namespaces: tuple[str, str],
+    registry: OciRegistry,
+    packages: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default_ns, prod_ns = two_namespaces
+    env = helm_env(tmp_path / "helm")
+    login(registry, env)
+    digests = {v: push(registry, tgz, env) for v, tgz in packages.items()}
+    for name in ("HELM_REGISTRY_CONFIG", "HELM_REPOSITORY_CONFIG", "HELM_REPOSITORY_CACHE"):
+        monkeypatch.setenv(name, env[name])  # promote's helm uses the login, as the user's would
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
+    repo = make_repo(tmp_path, default_ns, prod_ns)
+    ref = f"{registry.url}/charts/{APP}"
+    _use_chart(repo, chart=ref, version="0.1.0", plainHttp=True)
+
+    expect(cli(repo, "validate"), 0, "validate")
+    plan = plan_json(repo, "prod")
+    for env_name in ("default", "prod"):
+        rel = release_of(plan, env_name)
+        assert (rel["chartVersion"], rel["chartDigest"]) == ("0.1.0", digests["0.1.0"]), rel
+    apply(repo, "prod", code=0)
+    assert _chart_of(default_ns, APP) == _chart_of(prod_ns, PROD_RELEASE) == "python-app-0.1.0"
+
+    # A new chart version goes to default first; prod stays on its own version until it is promoted.
+    _use_chart(repo, chart=ref, version="0.2.0")
+    _set_env(repo, "prod", version="0.1.0")
+    commit(repo, "prod stays on 0.1.0")
+    plan = plan_json(repo, "prod")
+    assert release_of(plan, "default")["chartVersion"] == "0.2.0"
+    assert release_of(plan, "prod")["chartVersion"] == "0.1.0"
+    apply(repo, "prod", code=0)
+    assert _chart_of(default_ns, APP) == "python-app-0.2.0"
+    assert _chart_of(prod_ns, PROD_RELEASE) == "python-app-0.1.0"
+    assert len(helm_history(prod_ns, PROD_RELEASE)) == 1, "prod unchanged"
+
+    # prod asks for 0.2.0 while default is still soaking it: the gate blocks.
+    _set_env(repo, "prod", version=None, soak="1h")
+    _set_env(repo, "default", soak="1h")
+    commit(repo, "promote 0.2.0 to prod, after an hour in default")
+    blocked = expect(cli(repo, "apply", "prod", "--only", "--yes"), 3, "apply prod before the soak")
+    assert "soak" in blocked.stdout + blocked.stderr
+    assert _chart_of(prod_ns, PROD_RELEASE) == "python-app-0.1.0"
+    _set_env(repo, "prod", soak=None)
+    _set_env(repo, "default", soak=None)
+    commit(repo, "no soak")
+    apply(repo, "prod", code=0)
+    assert _chart_of(prod_ns, PROD_RELEASE) == "python-app-0.2.0"
+
+    # A digest pins the exact bytes.
+    _use_chart(repo, chart=f"{ref}@{digests['0.2.0']}", version=None)
+    doc = plan_json(repo, "prod")
+    assert release_of(doc, "prod")["chartDigest"] == digests["0.2.0"]
+    assert doc["summary"]["create"] == doc["summary"]["update"] == doc["summary"]["delete"] == 0
+
+
+def _refused(repo: Path, what: str, *needles: str) -> str:
+    out = expect(cli(repo, "apply", "default", "--yes"), 1, what)
+    text = out.stdout + out.stderr
+    assert "Traceback" not in text and "unexpected" not in text, text
+    for needle in needles:
+        assert needle in text, text
+    return text
+
+
+def test_registry_failures_are_clear_and_change_nothing(
+    tmp_path: Path,
+    two_namespaces: tuple[str, str],
+    registry: OciRegistry,
+    packages: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default_ns, prod_ns = two_namespaces
+    env = helm_env(tmp_path / "helm")
+    login(registry, env)
+    digest = push(registry, packages["0.1.0"], env)
+    for name in ("HELM_REGISTRY_CONFIG", "HELM_REPOSITORY_CONFIG", "HELM_REPOSITORY_CACHE"):
+        monkeypatch.setenv(name, env[name])
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
+    repo = make_repo(tmp_path, default_ns, prod_ns)
+    ref = f"{registry.url}/charts/{APP}"
+
+    _use_chart(repo, chart=ref, version="0.1.0", plainHttp=True)
+    apply(repo, "default", code=0)
+    before = len(helm_history(default_ns, APP))
+
+    _use_chart(repo, chart=ref, version="9.9.9")
+    _refused(repo, "a wrong version", "cannot pull chart", "9.9.9")
+    _use_chart(repo, chart=f"{ref}@sha256:{'0' * 64}", version=None)
+    _refused(repo, "a bad digest", "cannot pull chart", "sha256:" + "0" * 64)
+    assert digest != "sha256:" + "0" * 64
+
+    _use_chart(repo, chart=ref, version="0.2.0")  # not cached: asks the registry
+    wrong = Credentials(registry.credentials.username if registry.credentials else "x", "wrong-password")
+    other = helm_env(tmp_path / "other")
+    done = run_helm("registry", "login", registry.host, "-u", wrong.username, "--password-stdin", env=other,
+                    input=wrong.password)  # fmt: skip
+    assert done.returncode != 0
+    monkeypatch.setenv("HELM_REGISTRY_CONFIG", other["HELM_REGISTRY_CONFIG"])
+    _refused(repo, "no credentials", "refused the credentials")
+    monkeypatch.setenv("HELM_REGISTRY_CONFIG", env["HELM_REGISTRY_CONFIG"])
+
+    registry.stop()
+    _refused(repo, "an unreachable registry", "unreachable")
+    assert len(helm_history(default_ns, APP)) == before, "no failure changed the cluster"
+    assert helm_history(prod_ns, PROD_RELEASE) == []
+
+
+def test_a_chart_from_a_helm_repository_with_a_version_range(
+    tmp_path: Path, two_namespaces: tuple[str, str], packages: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default_ns, prod_ns = two_namespaces
+    with ChartRepository(tmp_path / "repo-server", Credentials.generate()) as server:
+        publish(server, packages["0.1.0"])
+        assert server.ca_file is not None and server.credentials is not None
+        env = helm_env(tmp_path / "helm", SSL_CERT_FILE=str(ca_bundle(tmp_path / "ca.pem", server.ca_file)))
+        user = server.credentials
+        added = run_helm("repo", "add", "team", server.url, "--username", user.username, "--password-stdin",
+                         env=env, input=user.password)  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        for name in ("HELM_REPOSITORY_CONFIG", "HELM_REPOSITORY_CACHE", "SSL_CERT_FILE", "HELM_REGISTRY_CONFIG"):
+            monkeypatch.setenv(name, env[name])
+        monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
+        repo = make_repo(tmp_path, default_ns, prod_ns)
+        _use_chart(repo, chart=APP, repo=server.url, version="^0.1.0 || ^0.2.0")
+
+        plan = plan_json(repo, "default")
+        assert release_of(plan, "default")["chartVersion"] == "0.1.0"
+        apply(repo, "default", code=0)
+        assert _chart_of(default_ns, APP) == "python-app-0.1.0"
+
+        publish(server, packages["0.2.0"])
+        plan = plan_json(repo, "default")
+        assert release_of(plan, "default")["chartVersion"] == "0.2.0", "the range resolves anew every run"
+        apply(repo, "default", code=0)
+        assert _chart_of(default_ns, APP) == "python-app-0.2.0"
+
+        # The same repository by the name helm knows it by.
+        _use_chart(repo, chart=f"team/{APP}", repo=None, version="0.1.0")
+        assert release_of(plan_json(repo, "default"), "default")["chartVersion"] == "0.1.0"
+
+
+def test_a_packaged_chart_in_the_source(
+    tmp_path: Path, two_namespaces: tuple[str, str], packages: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default_ns, prod_ns = two_namespaces
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
+    repo = make_repo(tmp_path, default_ns, prod_ns)
+    (repo / "charts" / "python-app-0.2.0.tgz").write_bytes(packages["0.2.0"].read_bytes())
+    _use_chart(repo, chart="../charts/python-app-0.2.0.tgz")
+    plan = plan_json(repo, "default")
+    rel = release_of(plan, "default")
+    assert rel["chartVersion"] == "0.2.0" and str(rel["chartDigest"]).startswith("sha256:")
+    apply(repo, "default", code=0)
+    assert _chart_of(default_ns, APP) == "python-app-0.2.0"
