@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("adapters", {"cluster", "helm", "rendercache"}),
     ("definitions", {"model", "values", "source", "chart"}),
-    ("data", {"errors", "plan", "results", "yamlio"}),
+    ("data", {"errors", "plan", "redact", "results", "yamlio"}),
 ]
 INDEPENDENT = ("views", "engine")
 
