@@ -6,6 +6,7 @@ No helm or Kubernetes calls happen here. Heavy imports are deferred into command
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -66,14 +67,17 @@ class AppContext:
         return View(OutputFormat(self.fmt), stream=self.stream)
 
     def echo(self, text: str, *, err: bool = False) -> None:
-        """Print, stripping colour when asked or when not on a terminal."""
-        click.echo(text, err=err, color=self.color)
+        """Print, stripping colour when asked or when not on a terminal, and with no credential in it:
+        every byte promote prints passes here (views, errors, tracebacks, library log records)."""
+        from promote import redact
+
+        click.echo(redact.scrub(text), err=err, color=self.color)
 
     def abort(self, error: BaseException) -> NoReturn:
         """Every failing exit goes through here: one paragraph, the contract's code, a traceback only in debug."""
         code = exit_code_for(error)
         if self.debug:
-            traceback.print_exception(error, file=sys.stderr)
+            self.echo("".join(traceback.format_exception(error)).rstrip("\n"), err=True)
         message = str(error) if str(error) else type(error).__name__
         if not isinstance(error, Exception) or type(error).__module__.split(".")[0] != "promote":
             message = f"unexpected {type(error).__name__}: {message} (run with --debug for a traceback)"
@@ -343,6 +347,31 @@ def main(
     """Promote Helm-charted apps through an ordered chain of environments, Git being the source of truth."""
     color = False if (no_color or os.environ.get("NO_COLOR")) else None
     ctx.obj = AppContext(debug=debug, root=root, kubeconfig=kubeconfig, context=kube_context, color=color, qps=qps)
+    _route_library_logs(ctx.obj)
+
+
+class _EchoHandler(logging.Handler):
+    """Library log records (the kubernetes client reports a failing exec plugin on the root logger,
+    urllib3 its warnings) printed on stderr through AppContext.echo, so they are masked like the rest."""
+
+    def __init__(self, app: AppContext) -> None:
+        super().__init__(logging.WARNING)
+        self.app = app
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.app.echo(f"{record.levelname.lower()}: {self.format(record)}", err=True)
+        except Exception:  # a log record must never break the command
+            self.handleError(record)
+
+
+def _route_library_logs(app: AppContext) -> None:
+    """Send library log records through `app.echo` for this run (Python's last-resort handler would
+    print them unmasked); the handler of an earlier run in this process is replaced."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _EchoHandler)]:
+        root.removeHandler(handler)
+    root.addHandler(_EchoHandler(app))
 
 
 @main.command(

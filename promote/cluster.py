@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from promote import redact
 from promote.errors import ClusterError, ConfigError
 
 Timeout = float | tuple[float, float]  # seconds: one for both, or (connect, read)
@@ -133,7 +134,10 @@ class Cluster:
         cfg.connection_pool_maxsize = 32
         cfg.retries = 0  # an unreachable cluster should fail fast with one clear error
         self.context = context or (active or {}).get("name")
+        self.kubeconfig_path = kubeconfig
         self.host: str = cfg.host
+        for credential in cfg.api_key.values():
+            _register(str(credential))
         self.api = client.ApiClient(cfg)
         self._limiter = _RateLimiter(qps, burst)
         self._discovery: dict[str, dict[str, Resource]] = {}
@@ -282,7 +286,15 @@ class Cluster:
             now = time.monotonic()
             if refresh or self._auth is None or now - self._auth_at > AUTH_REFRESH:
                 token = self.api.configuration.auth_settings().get("BearerToken") or {}
-                self._auth = {str(token["key"]): str(token["value"])} if token.get("value") else {}
+                value = str(token.get("value") or "")
+                _register(value)
+                if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+                    # http.client would refuse the header with a ValueError that quotes it whole.
+                    raise ConfigError(
+                        f"cannot use the credentials of context {self.context!r} in {self.kubeconfig_path}: the "
+                        "token (or password) holds a line break or another control character"
+                    )
+                self._auth = {str(token["key"]): value} if value else {}
                 self._auth_at = now
             return self._auth
 
@@ -294,6 +306,8 @@ class Cluster:
             message, reason = raw.decode(errors="replace")[:300], ""
         if status == 401:
             message = f"unauthorized: the credentials of context {self.context!r} were rejected"
+        elif status == 403 and message.endswith("at the cluster scope"):
+            message += " (a RoleBinding cannot grant that: it takes a ClusterRole and a ClusterRoleBinding)"
         return ApiError(f"cannot {what}: {message or reason or status}", status, reason, message)
 
     # --- discovery ---------------------------------------------------------------------------------
@@ -350,7 +364,12 @@ class Cluster:
         res = self.resource(api_version, kind)
         query = [("labelSelector", label_selector)] if label_selector else []
         query += [("fieldSelector", field_selector)] if field_selector else []
-        doc = self.request("GET", res.path(namespace), query=query, what=f"list {kind} in {namespace or 'the cluster'}")
+        try:
+            doc = self.request(
+                "GET", res.path(namespace), query=query, what=f"list {kind} in {namespace or 'the cluster'}"
+            )
+        except ApiError as e:
+            raise self._missing_namespace(e, namespace) from e
         items: list[dict[str, Any]] = doc.get("items", [])
         for item in items:  # list responses omit these per item
             item.setdefault("apiVersion", api_version)
@@ -366,7 +385,7 @@ class Cluster:
         except ApiError as e:
             if e.status == 404:
                 return None
-            raise
+            raise self._missing_namespace(e, namespace if res.namespaced else None) from e
 
     def create(self, obj: dict[str, Any], namespace: str | None, *, dry_run: bool = False) -> dict[str, Any]:
         """Create (or server-side dry-run create) an object."""
@@ -433,10 +452,71 @@ class Cluster:
             stop=stop,
         )
 
+    def _missing_namespace(self, error: ApiError, namespace: str | None) -> ApiError:
+        """A 403 in a namespace that does not exist says so: an account with namespaced rights has none
+        there, since its RoleBindings would live in it. Any other error is returned as it is."""
+        if error.status != 403 or not namespace or self.namespace_exists(namespace):
+            return error
+        return ApiError(
+            f"{error}; namespace {namespace} does not exist: create it and bind the account there (creating it "
+            "takes `create namespaces` at the cluster scope)",
+            error.status,
+            error.reason,
+            error.detail,
+        )
+
     def namespace_exists(self, namespace: str) -> bool:
-        """True when the namespace exists and is not being deleted."""
-        ns = self.get("v1", "Namespace", None, namespace)
+        """True when the namespace exists and is not being deleted (or we may not read it: see below)."""
+        try:
+            ns = self.get("v1", "Namespace", None, namespace)
+        except ApiError as e:
+            if e.status != 403:
+                raise
+            # Forbidden is not missing: an account whose rights are all in the namespace (a Role without
+            # `get namespaces`) works there all the same. Were it missing, no RoleBinding could be in it,
+            # and the first request made there says which permission the account lacks.
+            return True
         return ns is not None and not ns.get("metadata", {}).get("deletionTimestamp")
+
+    def allowed(self, verb: str, resource: Resource, namespace: str | None = None) -> bool | None:
+        """Whether our credentials may `verb` the resource (in `namespace`, else cluster-wide), as the
+        apiserver's authorizer answers a SelfSubjectAccessReview; None when it cannot be asked."""
+        group = resource.group_version.rpartition("/")[0]
+        attributes = {"verb": verb, "group": group, "resource": resource.plural}
+        if namespace:
+            attributes["namespace"] = namespace
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        try:
+            doc = self.request(
+                "POST",
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                body=review,
+                what=f"ask whether we may {verb} {resource.plural}",
+            )
+        except ClusterError:
+            return None
+        status = (doc or {}).get("status") or {}
+        return bool(status.get("allowed")) and not status.get("denied")
+
+
+def _register(credential: str) -> None:
+    """Mask a credential in everything promote prints: the Authorization header's value, its token (or
+    basic auth's password) alone."""
+    import base64
+    import binascii
+
+    redact.register(credential)
+    scheme, _, secret = credential.partition(" ")
+    redact.register(secret)
+    if scheme.lower() == "basic":
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+            user_password = base64.b64decode(secret, validate=True).decode()
+            redact.register(user_password)
+            redact.register(user_password.partition(":")[2])
 
 
 def resolve_kubeconfig(kubeconfig: str | None) -> str:

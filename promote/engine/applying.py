@@ -21,6 +21,7 @@ from promote.engine.runtime import Runtime
 from promote.engine.syncing import ReleaseSync, env_health, env_locks
 from promote.engine.workspace import ApplyOptions, Options, Target, Workspace
 from promote.errors import (
+    ClusterError,
     ConfigError,
     GateBlocked,
     Interrupted,
@@ -30,7 +31,7 @@ from promote.errors import (
     exit_code_for,
 )
 from promote.lock import EnvLock
-from promote.plan import Plan
+from promote.plan import Action, Plan
 from promote.results import ApplyResult, EnvResult, Event, GateCheck, GateResult, HealthStatus, Outcome, ReleaseResult
 from promote.values import Violation
 
@@ -187,6 +188,40 @@ def _preflight(run: _Run, ws: Workspace, target: str, releases: list[Reconciled]
                     f"in {b.env.namespace}) render it on one cluster: helm would let only one own it; "
                     "name it per release in the chart (e.g. with .Release.Namespace)"
                 )
+    _cluster_permissions(run, releases)
+
+
+# The verb helm needs for each planned action (an update is a patch, client- or server-side).
+_VERBS = {Action.CREATE: "create", Action.UPDATE: "patch", Action.DELETE: "delete"}
+
+
+def _cluster_permissions(run: _Run, releases: list[Reconciled]) -> None:
+    """Stop before anything changes when the credentials lack a cluster-scoped permission the changes
+    need (creating the namespace, the chart's cluster-scoped objects and CRDs): a CI account with
+    namespaced rights would otherwise fail halfway through helm's install. The apiserver's authorizer is
+    asked (a SelfSubjectAccessReview per verb and resource), only for cluster-scoped changes; an answer
+    it cannot give lets helm find out, as before."""
+    needed: dict[tuple[str | None, str, str, str], list[str]] = {}
+    for r in releases:
+        for c in r.plan.changes:
+            if c.namespace is None and c.hook is None and c.action in _VERBS:
+                key = (r.target.context, _VERBS[c.action], c.api_version, c.kind)
+                needed.setdefault(key, []).append(f"{r.target.env.name}/{r.plan.app}: {c.kind} {c.name}")
+    denied = []
+    for (context, verb, api_version, kind), uses in needed.items():
+        cluster = run.runtime.cluster(context)
+        resource = cluster.resource(api_version, kind)
+        if cluster.allowed(verb, resource) is False:
+            group = resource.group_version.rpartition("/")[0]
+            what = f"{resource.plural}.{group}" if group else resource.plural
+            denied.append(f"{verb} {what} at the cluster scope (for {', '.join(sorted(set(uses)))})")
+    if denied:
+        raise ClusterError(
+            "cannot apply: the credentials in use lack cluster-scoped permission to "
+            + "; ".join(denied)
+            + ": a RoleBinding cannot grant that; it takes a ClusterRole and a ClusterRoleBinding, or keep "
+            "cluster-scoped objects out of the chart and create the namespace beforehand"
+        )
 
 
 def _refuse(env: str, failed: list[GateCheck]) -> NoReturn:

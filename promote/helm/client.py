@@ -165,7 +165,10 @@ class Helm:
             # rollback would erase): neither --atomic nor Helm 4's --rollback-on-failure.
             atomic=False,
             wait=wait,
-            create_namespace=True,
+            # promote creates the namespace itself, under the environment's lock, and only when it is
+            # missing: helm's --create-namespace asks to create it every time, which needs the cluster-
+            # wide `create namespaces` that a CI account with namespaced rights does not have.
+            create_namespace=False,
             namespace=namespace,
             timeout=f"{int(timeout)}s",
             description=description,

@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("adapters", {"cluster", "helm", "rendercache", "chartsource"}),
     ("definitions", {"model", "values", "source", "chart"}),
-    ("data", {"errors", "plan", "results", "yamlio", "fingerprint"}),
+    ("data", {"errors", "fingerprint", "plan", "redact", "results", "yamlio"}),
 ]
 INDEPENDENT = ("views", "engine")
 
