@@ -2,8 +2,9 @@
 
 The cluster adapter registers each credential as it loads or refreshes it; the CLI passes every text it
 prints (views, errors, tracebacks, library log records) through `scrub` on the way out. One place masks,
-so a new output path cannot forget to. Chart values (Secret data, writeOnly values) are not credentials
-of this process: the code that compares them masks them (diff).
+so a new output path cannot forget to. Chart values (Secret data, writeOnly values) are masked where
+they are compared (diff); they are registered here as well, as a backstop for the texts nobody shaped:
+a library's error quoting an object, a `--debug` traceback.
 """
 
 from __future__ import annotations
@@ -30,6 +31,27 @@ def register(secret: str | None) -> None:
     forms = {secret, secret.strip(), repr(secret)[1:-1], json.dumps(secret)[1:-1]}
     with _lock:
         _secrets.update(f for f in forms if len(f) >= MIN_LENGTH)
+
+
+def register_rendered(obj: object) -> None:
+    """Register the values of a rendered Secret: its data as sent (base64) and decoded, its stringData."""
+    import base64
+    import binascii
+    import contextlib
+
+    if not isinstance(obj, dict) or obj.get("kind") != "Secret":
+        return
+    for key in ("data", "stringData"):
+        section = obj.get(key)
+        if not isinstance(section, dict):
+            continue
+        for value in section.values():
+            if not isinstance(value, str):
+                continue
+            register(value)
+            if key == "data":
+                with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+                    register(base64.b64decode(value, validate=True).decode())
 
 
 def scrub(text: str) -> str:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from promote import diff, rendercache
+from promote import diff, redact, rendercache
 from promote.cluster import Cluster
 from promote.engine.compare import Detail, compare, manifest_digest, prove_unchanged
 from promote.engine.core import Reconciled
@@ -111,6 +111,8 @@ class Scheduler:
                 helm, t.chart, release=t.env.release, namespace=t.env.namespace, values=t.values, is_upgrade=upgrade
             )
         digest = manifest_digest(rendered)
+        for o in rendered:
+            redact.register_rendered(o)
         if (k := self._cache_key(t, independent, kube_version, upgrade)) is not None:
             # writeOnly values rendered into any kind stay off the disk too (such a render is then never
             # proven unchanged from the cache: it differs from what helm stored, so it is rendered again).

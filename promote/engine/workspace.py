@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from promote import model, yamlio
+from promote import model, redact, yamlio
 from promote import values as vals
 from promote.chart import ChartInfo, chart_default_values, chart_info, chart_schema
 from promote.errors import ConfigError
@@ -249,7 +249,7 @@ class Workspace:
                         # Command-line values reach every environment, so they are part of the artifact.
                         app_values=app_values,
                         context=env.context or self.opts.context,
-                        hidden=vals.values_at(effective, paths),
+                        hidden=_registered(vals.values_at(effective, paths)),
                         hidden_paths=frozenset(paths),
                         artifact_hidden_paths=frozenset(artifact_paths),
                         layers=layers,
@@ -301,3 +301,10 @@ def _label(app: model.App, chart: ChartInfo) -> str:
     if chart.origin is None and app.chart.local is not None:
         return app.chart.local
     return f"{chart.name}-{chart.version}"
+
+
+def _registered(hidden: frozenset[str]) -> frozenset[str]:
+    """writeOnly values, also masked from every text the command prints (redact: the backstop)."""
+    for value in hidden:
+        redact.register(value)
+    return hidden

@@ -88,3 +88,27 @@ def test_library_log_records_go_out_masked(capsys: pytest.CaptureFixture[str]) -
 
     err = capsys.readouterr().err
     assert err == "error: exec: plugin said ***\n"
+
+
+def test_rendered_secret_values_are_masked_too_base64_and_decoded() -> None:
+    import base64
+
+    password = "pw-" + secrets.token_hex(8)
+    string = "st-" + secrets.token_hex(8)
+    encoded = base64.b64encode(password.encode()).decode()
+    secret = {"kind": "Secret", "data": {"pw": encoded}, "stringData": {"s": string}}
+    config = {"kind": "ConfigMap", "data": {"c": "cm-" + secrets.token_hex(8)}}
+    redact.register_rendered(secret)
+    redact.register_rendered(config)
+    text = f"422: Secret data {encoded} ({password}), stringData {string}; ConfigMap {config['data']['c']}"
+    out = redact.scrub(text)
+    assert password not in out and encoded not in out and string not in out
+    assert config["data"]["c"] in out, "only Secrets are registered: a ConfigMap's values are not secret"
+
+
+def test_an_apps_write_only_values_are_registered_when_its_targets_are_built(tmp_path: Path) -> None:
+    from promote.engine import workspace
+
+    value = "wo-" + secrets.token_hex(8)
+    assert workspace._registered(frozenset({value})) == frozenset({value})
+    assert value not in redact.scrub(f"helm: quoted {value}")
