@@ -20,10 +20,17 @@ async def render(
     namespace: str,
     values: dict[str, Any],
     is_upgrade: bool,
+    against_cluster: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every object the chart renders, hooks included, in helm's order; each one checked (see `checked`)."""
+    """Every object the chart renders, hooks included, in helm's order; each one checked (see `checked`).
+
+    `against_cluster`: `helm` talks to the release's cluster, and `lookup` reads it, as in the upgrade.
+    """
+    extra = {"against_cluster": True} if against_cluster else {}
     try:
-        docs = await helm.template(info, release=release, namespace=namespace, values=values, is_upgrade=is_upgrade)
+        docs = await helm.template(
+            info, release=release, namespace=namespace, values=values, is_upgrade=is_upgrade, **extra
+        )
     except HelmError as e:
         raise type(e)(f"cannot render chart {info.name} for release {release} in {namespace}: {e}") from e
     return checked(docs, f"chart {info.name} for release {release} in {namespace}")

@@ -100,15 +100,30 @@ class Scheduler:
         )
 
     async def _render_and_store(
-        self, t: Target, independent: bool, kube_version: str | None, upgrade: bool
+        self, t: Target, independent: bool, kube_version: str | None, upgrade: bool, cluster: Cluster | None = None
     ) -> Rendered:
-        """(objects, manifest digest) from helm, saved in the render cache when that is safe."""
+        """(objects, manifest digest) from helm, saved in the render cache when that is safe.
+
+        A chart that reads live objects (`lookup`: a password generated once and kept, as Bitnami's charts
+        do) renders against its cluster, so that plan and upgrade agree; `helm template` alone would see
+        nothing and render a new password every time.
+        """
         from promote import render  # only now: pyhelm3 is slow to import, and a cached plan runs no helm
 
-        helm = self.runtime.render_helm(None if independent else kube_version)
+        live = cluster is not None and t.chart.reads_cluster(t.values)
+        if live and cluster is not None:
+            helm = self.runtime.helm_for(cluster, context=t.context)
+        else:
+            helm = self.runtime.render_helm(None if independent else kube_version)
         async with self.helm_slots:
             rendered = await render.render(
-                helm, t.chart, release=t.env.release, namespace=t.env.namespace, values=t.values, is_upgrade=upgrade
+                helm,
+                t.chart,
+                release=t.env.release,
+                namespace=t.env.namespace,
+                values=t.values,
+                is_upgrade=upgrade,
+                against_cluster=live,
             )
         digest = manifest_digest(rendered)
         for o in rendered:
@@ -190,7 +205,7 @@ class Scheduler:
                     return hist, quick, ([dict(o) for o in cached[0]], cached[1])
             if fresh is None:
                 # Not cached, or cached (Secrets fingerprinted) but not provably unchanged: render for real.
-                fresh = await self._render_and_store(t, i in self.early, cluster.server_version(), upgrade)
+                fresh = await self._render_and_store(t, i in self.early, cluster.server_version(), upgrade, cluster)
             return hist, None, fresh
         finally:
             self.pacer.rendered()

@@ -84,9 +84,14 @@ class ArgvCommand(Command):  # type: ignore[misc]
         no_hooks: bool = False,
         repo: str | None = None,
         version: str | None = None,
+        server_side: bool = False,
         **_: Any,
     ) -> list[Any]:
-        """helm template, as pyhelm3 builds it, plus --kube-version, parsed with libyaml."""
+        """helm template, as pyhelm3 builds it, plus --kube-version, parsed with libyaml.
+
+        `server_side` renders against the cluster this command talks to (--dry-run=server): `lookup`
+        reads live objects there, as it will in the upgrade, instead of returning nothing.
+        """
         command: list[Any] = [
             "template",
             release_name,
@@ -105,6 +110,8 @@ class ArgvCommand(Command):  # type: ignore[misc]
             command += ["--repo", repo]
         if version:
             command += ["--version", version]
+        if server_side:
+            command.append("--dry-run=server")
         if self.kube_version:
             # helm otherwise assumes its own built-in kube version, and charts that branch on
             # .Capabilities.KubeVersion would render for a cluster we are not planning against.
@@ -137,12 +144,25 @@ class Helm:
         return Chart(self.command, ref=info.path, metadata=chart.parsed(info, "Chart.yaml"))
 
     async def template(
-        self, info: ChartInfo, *, release: str, namespace: str, values: dict[str, Any], is_upgrade: bool
+        self,
+        info: ChartInfo,
+        *,
+        release: str,
+        namespace: str,
+        values: dict[str, Any],
+        is_upgrade: bool,
+        against_cluster: bool = False,
     ) -> list[dict[str, Any]]:
-        """Every object the chart renders, hooks included, in helm's order."""
-        docs = await self.client.template_resources(
-            self.chart(info), release, values, namespace=namespace, is_upgrade=is_upgrade
-        )
+        """Every object the chart renders, hooks included, in helm's order; `against_cluster` for a chart
+        that reads live objects (`lookup`), with a Helm made for that cluster (Runtime.helm_for)."""
+        if against_cluster:
+            docs = await self.command.template(
+                release, info.path, values, is_upgrade=is_upgrade, namespace=namespace, server_side=True
+            )
+        else:
+            docs = await self.client.template_resources(
+                self.chart(info), release, values, namespace=namespace, is_upgrade=is_upgrade
+            )
         return [d for d in docs if d is not None]
 
     async def upgrade(

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
+from devcluster.kube import Kube
 from devcluster.registries import ChartRepository, Credentials, OciRegistry, ca_bundle
-from tests.support.cli import apply, cli, expect, plan_json, release_of
+from tests.support.cli import apply, cli, drifted, expect, plan_json, release_of, release_status, status_json
 from tests.support.helm import helm_history
 from tests.support.paths import REPO_ROOT
 from tests.support.registry import helm_env, login, package, publish, push, run_helm
-from tests.support.repo import APP, CHART, PROD_RELEASE, commit, load_definition, make_repo, write_definition
+from tests.support.repo import APP, CHART, PROD_RELEASE, commit, edit_env, load_definition, make_repo, write_definition
 
 
 @pytest.fixture
@@ -210,3 +211,45 @@ def test_a_packaged_chart_in_the_source(
     assert rel["chartVersion"] == "0.2.0" and str(rel["chartDigest"]).startswith("sha256:")
     apply(repo, "default", code=0)
     assert _chart_of(default_ns, APP) == "python-app-0.2.0"
+
+
+GENERATED_SECRET = """\
+{{- $existing := lookup "v1" "Secret" .Release.Namespace "generated-password" }}
+{{- if and .Release.IsUpgrade (not $existing) }}
+{{- fail "PASSWORDS ERROR: the generated password was not found; pass it with --set" }}
+{{- end }}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: generated-password
+data:
+  password: {{ if $existing }}{{ index $existing.data "password" }}{{ else }}{{ randAlphaNum 16 | b64enc }}{{ end }}
+"""
+
+
+def test_a_chart_using_lookup_keeps_its_generated_password(
+    tmp_path: Path, kube: Kube, two_namespaces: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As Bitnami's redis does: a password generated on install and read back with `lookup` on every upgrade
+    (failing without it). Rendered with `helm template` alone, lookup finds nothing: every plan after the
+    first install failed on "PASSWORDS ERROR"."""
+    default_ns, prod_ns = two_namespaces
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
+    repo = make_repo(tmp_path, default_ns, prod_ns)
+    (repo / CHART / "templates" / "generated-password.yaml").write_text(GENERATED_SECRET)
+    commit(repo, "a generated password")
+    apply(repo, "default", code=0)
+    path = f"/api/v1/namespaces/{default_ns}/secrets/generated-password"
+    password = kube.get(path)["data"]["password"]
+
+    plan = plan_json(repo, "default")
+    assert not release_of(plan, "default")["errors"]
+    assert plan["summary"]["create"] == plan["summary"]["update"] == plan["summary"]["delete"] == 0, plan["summary"]
+    expect(cli(repo, "plan", "default", "--detailed-exitcode"), 0, "plan: no changes")
+
+    edit_env(repo, "default", values={"replicaCount": 2})
+    commit(repo, "two replicas")
+    apply(repo, "default", code=0)
+    assert kube.get(path)["data"]["password"] == password, "the upgrade kept the generated password"
+    rel = release_status(status_json(repo, "default"), "default")
+    assert drifted(rel) == [] and not rel.get("pending"), rel
