@@ -180,6 +180,92 @@ def _reason(stderr: str) -> str:
     return text or "helm failed without saying why"
 
 
+# --- dependencies --------------------------------------------------------------------------------------
+
+
+def with_dependencies(chart: Path, digest: str, helm: str, where: str) -> Path:
+    """The chart with every dependency of its Chart.yaml in charts/, as helm needs to render it.
+
+    A chart whose dependencies are all there is used as it is. Otherwise a copy in the cache gets them,
+    at the versions Chart.lock names when there is one, fetched as `helm dependency build` would (a
+    repository URL, a repository helm knows by name or @alias, an OCI registry, a file:// folder):
+    the user's tree is never written.
+    """
+    meta = yamlio.load(yamlio.read_text(chart / "Chart.yaml"), name=f"{where}: Chart.yaml") or {}
+    deps = [d for d in (meta.get("dependencies") or []) if isinstance(d, dict) and d.get("name")]
+    missing = [d for d in deps if not _present(chart / "charts", str(d["name"]))]
+    if not missing:
+        return chart
+    home = cache_dir() / f"deps-{digest}"
+    if (home / "chart" / "Chart.yaml").is_file():
+        return home / "chart"
+    locked = _locked_versions(chart)
+    cache_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+    scratch = Path(tempfile.mkdtemp(prefix=".deps-", dir=cache_dir()))
+    try:
+        shutil.copytree(chart, scratch / "chart", symlinks=False)
+        (scratch / "chart" / "charts").mkdir(exist_ok=True)
+        what = f"{where}: chart {meta.get('name')}"
+        for dep in missing:
+            _fetch_dependency(chart, scratch / "chart" / "charts", dep, locked, helm, what)
+        try:
+            scratch.rename(home)
+        except OSError:
+            if not (home / "chart" / "Chart.yaml").is_file():
+                raise
+        return home / "chart"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _present(charts: Path, name: str) -> bool:
+    return (charts / name / "Chart.yaml").is_file() or any(charts.glob(f"{name}-*.tgz"))
+
+
+def _locked_versions(chart: Path) -> dict[str, str]:
+    lock = chart / "Chart.lock"
+    if not lock.is_file():
+        return {}
+    doc = yamlio.load(yamlio.read_text(lock), name=str(lock)) or {}
+    entries = doc.get("dependencies") if isinstance(doc, dict) else None
+    return {
+        str(e["name"]): str(e["version"])
+        for e in (entries if isinstance(entries, list) else [])
+        if isinstance(e, dict) and e.get("name") and e.get("version")
+    }
+
+
+def _fetch_dependency(
+    chart: Path, dest: Path, dep: dict[str, Any], locked: dict[str, str], helm: str, what: str
+) -> None:
+    name, repo = str(dep["name"]), str(dep.get("repository") or "")
+    version = locked.get(name) or (str(dep["version"]) if dep.get("version") else None)
+    label = f"dependency {name}" + (f" {version}" if version else "") + (f" from {repo}" if repo else "")
+    if repo.startswith("file://"):
+        argv = [helm, "package", str((chart / repo.removeprefix("file://")).resolve()), "--destination", str(dest)]
+    else:
+        if repo.startswith("oci://"):
+            ref = f"{repo.rstrip('/')}/{name}"
+        elif repo.startswith(("@", "alias:")):
+            ref = f"{repo.removeprefix('alias:').removeprefix('@')}/{name}"
+        elif repo:
+            named = _named_repository(repo)
+            ref = f"{named}/{name}" if named else name
+        else:
+            raise ChartError(f"{what}: {label} names no repository, and is not in the chart's charts/ folder")
+        argv = [helm, "pull", ref, "--destination", str(dest)]
+        if repo and not repo.startswith(("oci://", "@", "alias:")) and not _named_repository(repo):
+            argv += ["--repo", repo]
+        if version:
+            argv += ["--version", version]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=PULL_TIMEOUT, check=False)
+    except (subprocess.TimeoutExpired, OSError) as e:
+        raise ChartError(f"{what}: {label} cannot be fetched: {e}") from e
+    if done.returncode != 0:
+        raise ChartError(f"{what}: {label} cannot be fetched: {_reason(done.stderr)}")
+
+
 # --- the cache -----------------------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from promote import model, redact, yamlio
 from promote import values as vals
-from promote.chart import ChartInfo, chart_default_values, chart_info, chart_schema
+from promote.chart import ChartInfo, chart_default_values, chart_info, chart_schema, parsed
 from promote.errors import ConfigError
 from promote.source import Source
 
@@ -192,15 +192,25 @@ class Workspace:
         return self._schema_files[rel]
 
     def _chart(self, app: model.App, version: str | None) -> ChartInfo:
-        """An app's chart at a version: read from the source, or fetched into the cache."""
+        """An app's chart at a version: read from the source, or fetched into the cache; with its
+        dependencies (fetched into a copy in the cache when its charts/ folder lacks them)."""
         if app.chart.source is model.ChartSource.DIRECTORY and app.chart.local is not None:
-            return chart_info(self.source.local_path(app.chart.local))
+            info = chart_info(self.source.local_path(app.chart.local))
+        else:
+            from promote import chartsource
+            from promote.helm.binary import executable
+
+            fetched = chartsource.fetch(app.chart, version, self.source, executable(), where=app.file)
+            info = replace(chart_info(fetched.path), source_digest=fetched.digest, origin=app.chart.ref)
+        if not parsed(info, "Chart.yaml").get("dependencies"):
+            return info
         from promote import chartsource
         from promote.helm.binary import executable
 
-        fetched = chartsource.fetch(app.chart, version, self.source, executable(), where=app.file)
-        info = chart_info(fetched.path)
-        return replace(info, source_digest=fetched.digest, origin=app.chart.ref)
+        complete = chartsource.with_dependencies(info.path, info.digest, executable(), where=app.file)
+        if complete == info.path:
+            return info
+        return replace(chart_info(complete), source_digest=info.source_digest, origin=info.origin)
 
     def targets(self, env_names: tuple[str, ...]) -> list[Target]:
         """Every (app, environment) of the given environments, in chain order."""

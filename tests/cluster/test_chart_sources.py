@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from devcluster.kube import Kube
 from devcluster.registries import ChartRepository, Credentials, OciRegistry, ca_bundle
@@ -253,3 +254,44 @@ def test_a_chart_using_lookup_keeps_its_generated_password(
     assert kube.get(path)["data"]["password"] == password, "the upgrade kept the generated password"
     rel = release_status(status_json(repo, "default"), "default")
     assert drifted(rel) == [] and not rel.get("pending"), rel
+
+
+def test_a_chart_with_a_dependency_from_a_repository(
+    tmp_path: Path,
+    kube: Kube,
+    two_namespaces: tuple[str, str],
+    packages: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dependencies are fetched as helm dependency build would, into the cache, never into the user's tree;
+    one that cannot be fetched is a validation error naming the chart and the dependency."""
+    default_ns, prod_ns = two_namespaces
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
+    with ChartRepository(tmp_path / "repo-server", tls=False) as server:
+        publish(server, packages["0.1.0"])
+        repo = make_repo(tmp_path, default_ns, prod_ns)
+        umbrella = repo / "charts" / "umbrella"
+        (umbrella / "templates").mkdir(parents=True)
+        dependency = {"name": APP, "version": "0.1.0", "repository": server.url}
+        (umbrella / "Chart.yaml").write_text(
+            yaml.safe_dump({"apiVersion": "v2", "name": "umbrella", "version": "1.0.0", "dependencies": [dependency]})
+        )
+        _use_chart(repo, chart="../charts/umbrella", schema=None)
+
+        expect(cli(repo, "validate"), 0, "validate")
+        apply(repo, "default", code=0)
+        assert _chart_of(default_ns, APP) == "umbrella-1.0.0"
+        deployments = kube.get(f"/apis/apps/v1/namespaces/{default_ns}/deployments")["items"]
+        assert [d["metadata"]["name"] for d in deployments] == [APP], "the dependency's objects were applied"
+        assert not (umbrella / "charts").exists(), "the user's tree is not written"
+        expect(cli(repo, "plan", "default", "--detailed-exitcode"), 0, "plan after apply: no changes")
+
+        dependency["version"] = "9.9.9"
+        (umbrella / "Chart.yaml").write_text(
+            yaml.safe_dump({"apiVersion": "v2", "name": "umbrella", "version": "1.0.1", "dependencies": [dependency]})
+        )
+        commit(repo, "a dependency that does not exist")
+        refused = expect(cli(repo, "validate"), 1, "validate with a missing dependency")
+        text = refused.output
+        assert "chart umbrella: dependency python-app 9.9.9" in text and "Traceback" not in text, text
+        assert _chart_of(default_ns, APP) == "umbrella-1.0.0"
