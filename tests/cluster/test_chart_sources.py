@@ -14,8 +14,20 @@ import yaml
 
 from devcluster.kube import Kube
 from devcluster.registries import ChartRepository, Credentials, OciRegistry, ca_bundle
-from tests.support.cli import apply, cli, drifted, expect, plan_json, release_of, release_status, status_json
+from tests.support.cli import (
+    apply,
+    cli,
+    drift_fields,
+    drifted,
+    expect,
+    plan_json,
+    promote_json,
+    release_of,
+    release_status,
+    status_json,
+)
 from tests.support.helm import helm_history
+from tests.support.kube import deployment, kubectl
 from tests.support.paths import REPO_ROOT
 from tests.support.registry import helm_env, login, package, publish, push, run_helm
 from tests.support.repo import APP, CHART, PROD_RELEASE, commit, edit_env, load_definition, make_repo, write_definition
@@ -57,6 +69,7 @@ def _chart_of(namespace: str, release: str) -> str:
 
 def test_an_oci_chart_goes_through_validate_plan_apply_and_a_gated_version_bump(
     tmp_path: Path,
+    kube: Kube,
     two_namespaces: tuple[str, str],
     registry: OciRegistry,
     packages: dict[str, Path],
@@ -106,11 +119,24 @@ def test_an_oci_chart_goes_through_validate_plan_apply_and_a_gated_version_bump(
     apply(repo, "prod", code=0)
     assert _chart_of(prod_ns, PROD_RELEASE) == "python-app-0.2.0"
 
+    # Drift: a hand edit shows as drift against the pulled chart, and apply reverts it.
+    kubectl("-n", prod_ns, "scale", f"deployment/{PROD_RELEASE}", "--replicas=5")
+    status = status_json(repo, "prod", code=0)
+    assert ("Deployment", "spec.replicas") in drift_fields(release_status(status, "prod")), status
+    apply(repo, "prod", code=0)
+    assert (deployment(kube, prod_ns, PROD_RELEASE) or {})["spec"]["replicas"] == 3
+
+    # Rollback: prod goes back to its first promotion, and the chart version it ran then.
+    promote_json(repo, "rollback", "prod", "--to", "1", code=0)
+    assert _chart_of(prod_ns, PROD_RELEASE) == "python-app-0.1.0"
+    expect(cli(repo, "unpin", "prod"), 0, "unpin prod")
+
     # A digest pins the exact bytes.
     _use_chart(repo, chart=f"{ref}@{digests['0.2.0']}", version=None)
     doc = plan_json(repo, "prod")
     assert release_of(doc, "prod")["chartDigest"] == digests["0.2.0"]
-    assert doc["summary"]["create"] == doc["summary"]["update"] == doc["summary"]["delete"] == 0
+    assert release_of(doc, "prod")["chartVersion"] == "0.2.0" and doc["summary"]["update"] > 0, "prod moves back up"
+    assert all(c["action"] == "unchanged" for c in release_of(doc, "default")["changes"]), "default runs it already"
 
 
 def _refused(repo: Path, what: str, *needles: str) -> str:
