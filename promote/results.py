@@ -357,3 +357,15 @@ class WatchEvent:
             "paths": list(self.paths),
             "message": self.message,
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchCheck:
+    """One check of `watch`, whole: the apps it looked at, every event it gave (what self-heal did
+    included), and when the next check starts (None after the last). The human log compares checks."""
+
+    at: datetime
+    env: str
+    apps: tuple[str, ...]
+    events: tuple[WatchEvent, ...] = ()
+    next_at: datetime | None = None
