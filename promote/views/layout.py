@@ -68,30 +68,32 @@ def text_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
+def _take(chars: str, width: int) -> str:
+    """The longest start of `chars` that takes at most `width` columns."""
+    out, used = "", 0
+    for c in chars:
+        used += text_width(c)
+        if used > width:
+            break
+        out += c
+    return out
+
+
 def truncate(text: str, width: int) -> str:
     """`text` cut to `width` columns, ending in `…` when cut."""
     if text_width(text) <= width:
         return text
-    if width <= 0:
-        return ""
-    out, used = "", 0
-    for c in text:
-        w = text_width(c)
-        if used + w > width - 1:
-            break
-        out, used = out + c, used + w
-    return out + ELLIPSIS
+    return _take(text, width - 1) + ELLIPSIS if width > 0 else ""
 
 
 def truncate_middle(text: str, width: int) -> str:
-    """`text` cut to `width` columns in its middle (`python-a…post-sync`): a name's end often says most."""
+    """`text` cut to `width` columns in its middle (`python-a…st-sync`): a name's end often says most."""
     if text_width(text) <= width:
         return text
-    if width <= 2 or not text.isascii():
+    if width <= 2:
         return truncate(text, width)
     tail = (width - 1) // 2
-    head = width - 1 - tail
-    return text[:head] + ELLIPSIS + text[len(text) - tail :]
+    return _take(text, width - 1 - tail) + ELLIPSIS + _take(text[::-1], tail)[::-1]
 
 
 def pad(text: str, width: int, align: str = "<") -> str:
@@ -152,7 +154,7 @@ def fit(columns: Sequence[Column], natural: Sequence[int], layout: Layout, inden
         shrinkable = [i for i in shown[:-1] if columns[i].min and widths[i] > columns[i].min]
         if not shrinkable:
             break
-        widest = max(shrinkable, key=lambda i: widths[i] - columns[i].min)
+        widest = max(shrinkable, key=lambda i: (widths[i] - columns[i].min, widths[i]))
         widths[widest] -= 1
     last = shown[-1]
     rest = room - sum(widths[i] for i in shown[:-1]) - len(GAP) * (len(shown) - 1)

@@ -78,6 +78,7 @@ class WatchLog:
         self.heartbeat = heartbeat
         self._seen: dict[tuple[object, ...], WatchEvent] = {}
         self._said_at: datetime | None = None
+        self._troubled: set[str] = set()  # apps the last check found drifted, pending or failing
 
     def _line(self, at: datetime, text: str) -> list[str]:
         line = f"{clock(at)} {text}"
@@ -105,14 +106,14 @@ class WatchLog:
                 out += self._line(c.at, f"{e.env} {e.app} drift reverted {what}: live matches what was promoted")
             elif e.event == WatchEventKind.PENDING:
                 out += self._line(c.at, f"{e.env} {e.app} no longer pending")
-        troubled = {e.app for e in self._seen.values() if e.event != WatchEventKind.RUNTIME}
-        still = {e.app for e in now.values() if e.event != WatchEventKind.RUNTIME}
-        for app in sorted(a for a in troubled - still if a is not None and a in c.apps):
+        still = {e.app for e in now.values() if e.event != WatchEventKind.RUNTIME and e.app is not None}
+        for app in sorted(a for a in self._troubled - still if a in c.apps):
             out += self._line(c.at, f"{c.env} {app} back in sync")
         for e in actions:
             out += self._line(e.at, event_text(e))
         # A revert is done: what it reverted is no longer something seen, so a new drift is news again.
         self._seen = {k: e for k, e in now.items() if (e.app, e.kind, e.namespace, e.name) not in reverted}
+        self._troubled = still
         quiet = self._said_at is None or (c.at - self._said_at).total_seconds() >= self.heartbeat
         if not out and quiet:
             out += self._line(c.at, self._state(c))
