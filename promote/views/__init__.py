@@ -225,7 +225,7 @@ class View:
                 out += wrap(f"{s.env}/{s.app}: {where(c)} {_DRIFT[c.action]}", self.layout, indent=2)
                 out += self._fields(c, drift=True)
         if any(s.pending or s.pending_reason for s in statuses):
-            text = "Pending (Git departs from what was promoted; `apply` promotes it, through the gate):"
+            text = "Pending (Git departs from what was promoted; `apply` promotes it past the gate):"
             out += ["", *wrap(text, self.layout)]
         for s in statuses:
             if s.pending or s.pending_reason:
