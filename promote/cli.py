@@ -60,11 +60,23 @@ class AppContext:
     fmt: str = "table"
     stream: bool = False  # the command prints a document per event (watch), not one in all
 
-    def view(self) -> Any:
-        """The view for this run's output format."""
+    def view(self, *, err: bool = False) -> Any:
+        """The view for this run's output format, fitted to stdout (or stderr, where progress goes)."""
         from promote.views import OutputFormat, View
+        from promote.views.layout import layout_for
 
-        return View(OutputFormat(self.fmt), stream=self.stream)
+        layout = layout_for(sys.stderr if err else sys.stdout, wide=self.fmt == "wide")
+        return View(OutputFormat(self.fmt), stream=self.stream, layout=layout)
+
+    def progress(self) -> Callable[[Any], None]:
+        """Where apply and rollback report progress: a table on stderr, whatever the output format."""
+        table = self.view(err=True).progress()
+
+        def emit(event: Any) -> None:
+            for line in table.event(event):
+                self.echo(line, err=True)
+
+        return emit
 
     def echo(self, text: str, *, err: bool = False) -> None:
         """Print, stripping colour when asked or when not on a terminal, and with no credential in it:
@@ -84,7 +96,7 @@ class AppContext:
         view = self.view()
         text = view.error(message, int(code))
         # Machine formats carry the error on stdout so pipelines parse one document; people read stderr.
-        self.echo(text, err=self.fmt == "table")
+        self.echo(text, err=self.fmt in ("table", "wide"))
         sys.exit(int(code))
 
     def run(self, fn: Callable[[], int]) -> NoReturn:
@@ -112,10 +124,10 @@ def output_option(f: F) -> F:
         "-o",
         "--output",
         "fmt",
-        type=click.Choice(["table", "json", "yaml"]),
+        type=click.Choice(["table", "wide", "json", "yaml"]),
         default="table",
         show_default=True,
-        help="Output format.",
+        help="Output format: wide is the table with every column.",
     )(f)
 
 
@@ -424,8 +436,11 @@ def validate(app: AppContext, /, env: str | None, fmt: str, **kw: Any) -> NoRetu
 @click.option(
     "--out", "out", type=click.Path(dir_okay=False), help="Save the plan for `apply --plan` (no Secret values)."
 )
+@click.option("--show-unchanged", is_flag=True, help="List unchanged resources too, not just their count.")
 @click.pass_obj
-def plan(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, out: str | None, **kw: Any) -> NoReturn:
+def plan(
+    app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, out: str | None, show_unchanged: bool, **kw: Any
+) -> NoReturn:
     """Show what apply would change in the live cluster.
 
     For each environment of the chain up to ENV: what is created, updated (field by field), deleted,
@@ -441,7 +456,7 @@ def plan(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, out: s
             from promote import saved
 
             saved.write(result, out)
-        app.echo(app.view().plan(result))
+        app.echo(app.view().plan(result, show_unchanged=show_unchanged))
         if result.all_errors:
             return int(ExitCode.ERROR)
         if detailed_exitcode and result.has_changes:
@@ -554,7 +569,7 @@ def apply(
         if not target:
             raise ConfigError("apply needs ENV, or a saved plan with --plan")
         confirm = None
-        if saved_plan is None and not yes and fmt == "table" and sys.stdin.isatty() and sys.stdout.isatty():
+        if saved_plan is None and not yes and fmt in ("table", "wide") and sys.stdin.isatty() and sys.stdout.isatty():
             # As terraform apply: the engine shows its plan here and asks before changing anything.
             def confirm(shown: Any) -> bool:
                 app.echo(app.view().plan(shown))
@@ -565,7 +580,7 @@ def apply(
             _options(app, **kw),
             aopts,
             target,
-            lambda ev: app.echo(ev.line(), err=True),
+            app.progress(),
             saved_plan=saved_plan,
             confirm=confirm,
         )
@@ -629,7 +644,7 @@ def rollback(
         from promote import engine
 
         aopts = engine.ApplyOptions(timeout=_duration(timeout), lock_timeout=_duration(lock_timeout), reason=reason)
-        result = engine.rollback(_options(app, apps=apps), aopts, env, to, lambda ev: app.echo(ev.line(), err=True))
+        result = engine.rollback(_options(app, apps=apps), aopts, env, to, app.progress())
         app.echo(app.view().apply(result))
         return result.exit_code
 
@@ -801,8 +816,8 @@ def watch(
 ) -> NoReturn:
     """Watch ENV for drift; with --self-heal, revert it.
 
-    Checks ENV in a loop, printing each drift and runtime note as seen. One line per event; -o json
-    prints one JSON document per line (JSON Lines), -o yaml one YAML document each.
+    One line per change of state (and a heartbeat while none); -o json prints every event of every check, one
+    JSON document per line (JSON Lines), -o yaml one YAML document each.
     """
     app.fmt = fmt
     app.stream = True
@@ -811,17 +826,21 @@ def watch(
         from promote import engine
 
         view = app.view()
-        events = engine.watch(
-            _options(app, apps=apps),
-            env,
-            interval=_duration(interval),
-            self_heal=self_heal,
-            max_iterations=max_iterations,
-            duration=_duration(duration) if duration else None,
-        )
+        args: dict[str, Any] = {
+            "interval": _duration(interval),
+            "self_heal": self_heal,
+            "max_iterations": max_iterations,
+            "duration": _duration(duration) if duration else None,
+        }
         try:
-            for event in events:
-                app.echo(view.watch_event(event))
+            if fmt in ("json", "yaml"):  # every event of every check: the published stream
+                for event in engine.watch(_options(app, apps=apps), env, **args):
+                    app.echo(view.watch_event(event))
+                return 0
+            log = view.watch_log()  # for people, one line per change of state
+            for check in engine.watch_checks(_options(app, apps=apps), env, **args):
+                for line in log.check(check):
+                    app.echo(line)
         except KeyboardInterrupt:
             pass  # Ctrl-C is how a watch ends; a self-heal in flight has restored or said why not
         return 0

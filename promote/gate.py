@@ -7,19 +7,21 @@ returns a verdict with the reason a person needs; nothing here writes anything.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from promote.health import Health, HealthStatus
 from promote.release import ReleaseHistory, promotion_of
 from promote.results import GateCheck, GateResult
 
 
-def _ago(seconds: float) -> str:
-    if seconds < 90:
-        return f"{int(seconds)} s"
-    if seconds < 5400:
-        return f"{int(seconds // 60)} min"
-    return f"{seconds / 3600:.1f} h"
+def _span(seconds: float) -> str:
+    """A duration as a countdown reads: 42s, 4m12s, 1h02m."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _fmt(seconds: float) -> str:
@@ -86,14 +88,13 @@ def upstream_checks(
         since = artifact_since(hist, artifact) or now
         elapsed = (now - since).total_seconds()
         verdict = GateResult.PASS if elapsed >= soak_seconds else GateResult.FAIL
-        out.append(
-            GateCheck(
-                "soak",
-                verdict,
-                f"{upstream} runs artifact {short} since {_ago(elapsed)}; soak {_fmt(soak_seconds)}",
-                app,
-            )
-        )
+        ran = f"{upstream} has run artifact {short} for {_span(elapsed)}; soak {_fmt(soak_seconds)}"
+        if verdict == GateResult.PASS:
+            reason = f"{ran}: done"
+        else:
+            opens = (since + timedelta(seconds=soak_seconds)).astimezone(UTC)
+            reason = f"{ran}: {_span(soak_seconds - elapsed)} left, gate opens {opens:%H:%M:%S} UTC"
+        out.append(GateCheck("soak", verdict, reason, app))
     return out
 
 

@@ -81,7 +81,8 @@ class SyncStatus(StrEnum):
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
-    """One progress line: TIMESTAMP ENV KIND NAMESPACE NAME STATUS HEALTH HOOK MESSAGE.
+    """One row of apply's progress (views.progress lays it out): when, which environment and object,
+    its status, health, hook phase and message.
 
     `status` is free text (a pod phase, a helm release status, "Waiting"); `health` is None for an event
     about something that has no health, such as the environment's lock.
@@ -96,13 +97,6 @@ class Event:
     health: HealthStatus | None = None
     hook: str = ""
     message: str = ""
-
-    def line(self) -> str:
-        """The event as one line, in the spirit of `argocd app sync`."""
-        ts = self.at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        health = _health_value(self.health)
-        cols = [ts, self.env, self.kind, self.namespace, self.name, self.status, health, self.hook or "-"]
-        return "  ".join(cols) + (f"  {self.message}" if self.message else "")
 
     def to_dict(self) -> dict[str, str]:
         """JSON form."""
@@ -357,3 +351,15 @@ class WatchEvent:
             "paths": list(self.paths),
             "message": self.message,
         }
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchCheck:
+    """One check of `watch`, whole: the apps it looked at, every event it gave (what self-heal did
+    included), and when the next check starts (None after the last). The human log compares checks."""
+
+    at: datetime
+    env: str
+    apps: tuple[str, ...]
+    events: tuple[WatchEvent, ...] = ()
+    next_at: datetime | None = None

@@ -72,6 +72,9 @@ class Watcher:
         self._waiting_since: dict[tuple[str, str], float] = {}
         self._announced: dict[tuple[str, str], str] = {}  # what was last said a wait waits for
         self._active_hooks: dict[str, tuple[str, str, health.Health]] = {}  # name -> (phase, pod phase, health)
+        # States read before helm starts: what the sync changes is news, what was there before is not.
+        self._recording = False
+        self._unsaid: set[tuple[str, str]] = set()  # objects whose only state known is that one
         # All of the state above is shared by the watch and the poll: one re-entrant lock guards it.
         self._lock = threading.RLock()
         self._threads = [
@@ -80,6 +83,12 @@ class Watcher:
         ]
 
     def __enter__(self) -> Watcher:
+        with self._lock:
+            self._recording = True
+            try:
+                self._poll_once()
+            finally:
+                self._recording = False
         for t in self._threads:
             t.start()
         return self
@@ -99,9 +108,16 @@ class Watcher:
         key = (kind, name)
         state = (status, h.status.value)
         with self._lock:
-            if (self.stop.is_set() and not final) or self._seen.get(key) == state:
+            if self._recording:
+                self._seen[key] = state
+                self._unsaid.add(key)
+                return
+            # The last look says the final state of an object nothing was said of since the sync began.
+            unsaid = final and key in self._unsaid
+            if (self.stop.is_set() and not final) or (self._seen.get(key) == state and not unsaid):
                 return
             self._seen[key] = state
+            self._unsaid.discard(key)
             self._emit(kind, name, status, h.status, hook, message or h.message)
 
     def _emit(

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from promote.engine.core import Reconciled, reconcile
     from promote.engine.gating import gate_checks, gate_report
     from promote.engine.planning import plan
-    from promote.engine.reporting import diffs, release_history, status, watch
+    from promote.engine.reporting import diffs, release_history, status, watch, watch_checks
     from promote.engine.rollingback import rollback, unpin
     from promote.engine.runtime import Clock, Runtime
     from promote.engine.workspace import ApplyOptions, Options, Target, Workspace, validate
@@ -36,6 +36,7 @@ _HOME = {
     "release_history": "reporting",
     "status": "reporting",
     "watch": "reporting",
+    "watch_checks": "reporting",
     "Options": "workspace",
     "Target": "workspace",
     "Workspace": "workspace",
@@ -62,6 +63,7 @@ __all__ = [
     "unpin",
     "validate",
     "watch",
+    "watch_checks",
 ]
 
 

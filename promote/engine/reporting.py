@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -30,6 +30,7 @@ from promote.results import (
     ReleaseStatus,
     ResourceDiff,
     SyncStatus,
+    WatchCheck,
     WatchEvent,
     WatchEventKind,
 )
@@ -314,7 +315,13 @@ def _check_events(at: datetime, s: ReleaseStatus) -> Iterator[WatchEvent]:
         yield event(WatchEventKind.PENDING, message=f"{s.pending_reason}{what}")
 
 
-def watch(
+def watch(opts: Options, env: str, **kw: Any) -> Iterator[WatchEvent]:
+    """Every event of every check of `watch_checks` (same arguments), in order: what pipelines print."""
+    for c in watch_checks(opts, env, **kw):
+        yield from c.events
+
+
+def watch_checks(
     opts: Options,
     env: str,
     *,
@@ -326,12 +333,12 @@ def watch(
     runtime: Runtime | None = None,
     check: Callable[[], list[ReleaseStatus]] | None = None,
     heal: Callable[[ReleaseStatus], None] | None = None,
-) -> Iterator[WatchEvent]:
-    """Check `env` in a loop, yielding drift, pending and runtime notes as they are seen; with self-heal,
-    put drifted releases back to what was promoted.
+) -> Iterator[WatchCheck]:
+    """Check `env` in a loop, yielding each check whole: drift, pending and runtime notes seen, and with
+    self-heal, what putting drifted releases back to what was promoted did.
 
     Runtime fluctuation is only reported: Kubernetes' controllers heal it; pending Git content is apply's
-    to promote, through the gate. Events come as each check ends, so a consumer prints them live; the
+    to promote, through the gate. A check comes as soon as it ends, so a consumer prints it live; the
     generator sleeps `interval` (on the runtime's clock) between checks and stops after `max_iterations`
     checks or before a check that would end past `duration`. `check` (one status of env) and `heal` (one
     drifted release) default to the real ones.
@@ -348,14 +355,16 @@ def watch(
         i += 1
         at = clock.now()
         statuses = check()
-        for s in statuses:
-            yield from _check_events(at, s)
+        events = [e for s in statuses for e in _check_events(at, s)]
         for s in statuses if self_heal else ():
             if s.drift:
-                yield from _healed(clock.now, env, s, heal)
-        if max_iterations is not None and i >= max_iterations:
-            return
-        if duration is not None and clock.monotonic() - start + interval > duration:
+                events.extend(_healed(clock.now, env, s, heal))
+        last = (max_iterations is not None and i >= max_iterations) or (
+            duration is not None and clock.monotonic() - start + interval > duration
+        )
+        next_at = None if last else clock.now() + timedelta(seconds=interval)
+        yield WatchCheck(at=at, env=env, apps=tuple(s.app for s in statuses), events=tuple(events), next_at=next_at)
+        if last:
             return
         clock.sleep(interval)
 

@@ -46,7 +46,9 @@ def test_concurrent_applies_take_turns(tmp_path: Path, kube: Kube, namespace: st
     commit(repo, "slow migrations")
     args = ("apply", "default", "--lock-timeout", "120s", "-o", "json")
 
-    procs = [start_promote(repo, tmp_path / "logs", name, *args) for name in ("a", "b")]
+    # Wide enough that the progress table keeps its NAMESPACE column, which says whose lock it is.
+    wide = {"COLUMNS": "200"}
+    procs = [start_promote(repo, tmp_path / "logs", name, *args, env=wide) for name in ("a", "b")]
     codes = [p.wait(timeout=240) for p in procs]
 
     assert codes == [0, 0], [p.stderr() for p in procs]
@@ -78,7 +80,9 @@ def test_waiter_reads_the_release_again_and_does_not_upgrade_twice(tmp_path: Pat
     commit(repo, "slow migrations")
     args = ("apply", "default", "--lock-timeout", "120s", "-o", "json")
 
-    procs = [start_promote(repo, tmp_path / "logs", name, *args) for name in ("a", "b")]
+    # Wide enough that the progress table keeps its NAMESPACE column, which says whose lock it is.
+    wide = {"COLUMNS": "200"}
+    procs = [start_promote(repo, tmp_path / "logs", name, *args, env=wide) for name in ("a", "b")]
     codes = [p.wait(timeout=240) for p in procs]
 
     assert codes == [0, 0], [p.stderr() for p in procs]

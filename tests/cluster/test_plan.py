@@ -78,7 +78,7 @@ def test_fresh_cluster_plans_all_create(tmp_path: Path, kube: Kube, namespace: s
 
     table = cli(repo, "plan", "prod")
     assert table.exit_code == 0, table.output
-    assert f"+ create  Namespace       {absent_namespace}" in table.stdout
+    assert f"    + create Namespace {absent_namespace}\n" in table.stdout
     assert "Plan: 11 to create, 0 to update, 0 to delete, 0 unchanged." in table.stdout
     assert "Traceback" not in table.output
 
@@ -120,11 +120,10 @@ def test_hooks_are_shown_with_their_phase(tmp_path: Path, two_namespaces: tuple[
     }
     # hooks are transient: the summary does not count them
     assert plan["summary"]["create"] == 5
-    table = cli(repo, "plan", "default").stdout
-    pre = next(line for line in table.splitlines() if "python-app-pre-sync" in line)
-    post = next(line for line in table.splitlines() if "python-app-post-sync" in line)
-    assert pre.split()[-1] == "PreSync"
-    assert post.split()[-1] == "PostSync"
+    table = cli(repo, "plan", "default").stdout.splitlines()
+    ns = two_namespaces[0]
+    assert f"    + create Pod {ns}/python-app-pre-sync (PreSync hook)" in table
+    assert f"    + create Pod {ns}/python-app-post-sync (PostSync hook)" in table
 
 
 # --- after installing with helm ------------------------------------------------------------------
@@ -146,7 +145,7 @@ def test_installed_with_same_values_plans_all_unchanged(tmp_path: Path, two_name
         assert [c for c in rel["changes"] if c["fields"]] == []
     table = cli(repo, "plan", "prod", "--detailed-exitcode")
     assert table.exit_code == 0, table.output
-    assert "Plan: 0 to create, 0 to update, 0 to delete, 10 unchanged." in table.stdout
+    assert table.stdout.endswith("\nNo changes. Live matches Git: 10 unchanged.\n"), table.stdout
 
 
 def test_replica_change_in_one_environment_is_one_field_change(tmp_path: Path, two_namespaces: tuple[str, str]) -> None:
@@ -183,7 +182,7 @@ def test_removed_template_plans_a_delete(tmp_path: Path, two_namespaces: tuple[s
     changed = {(c["action"], c["kind"], c["name"]) for c in resources(plan, "default") if c["action"] != "unchanged"}
     assert changed == {("delete", "ServiceAccount", APP)}
     assert plan["summary"] == {"create": 0, "update": 0, "delete": 1, "unchanged": 4}
-    assert "- delete   ServiceAccount  " in cli(repo, "plan", "default").stdout
+    assert f"    - delete ServiceAccount {two_namespaces[0]}/{APP}\n" in cli(repo, "plan", "default").stdout
 
 
 def test_kubectl_scale_shows_live_value_as_from(tmp_path: Path, two_namespaces: tuple[str, str]) -> None:

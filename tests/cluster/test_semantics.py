@@ -313,7 +313,9 @@ def test_a_rollout_that_never_gets_ready_names_the_pod_once_and_prod_is_not_reac
         text=True,
         timeout=300,
     ).stdout
-    assert "Synced to:" not in table and "Environment prod  not reached" in table, table
+    # default failed: its summary says so, and claims no revision it was synced to
+    assert "  failed after " in table and " synced to " not in table, table
+    assert "Environment prod  not reached" in table, table
 
 
 # --- 8. interrupts ----------------------------------------------------------------------------------

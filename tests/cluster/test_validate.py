@@ -14,7 +14,7 @@ from tests.support.helm import storage_names
 from tests.support.kube import namespace_exists
 from tests.support.repo import DEFINITION, definition, make_repo, write_definition
 
-COLUMNS = ["FILE", "APP", "ENV", "PATH", "EXPECTED", "VALUE", "SCHEMA"]
+COLUMNS = ["FILE", "APP", "ENV", "PATH", "VALUE", "EXPECTED"]  # -o wide adds SCHEMA before EXPECTED
 
 
 def _place(repo: Path, section: str, line: str) -> tuple[int, int]:
@@ -64,27 +64,30 @@ def test_prod_policy_violations_name_prod_only_and_are_all_reported(
         assert (v["file"], v["app"], v["environment"]) == (DEFINITION, "python-app", "prod")
     lines = table.stdout.splitlines()
     assert lines[0].split() == COLUMNS
-    rows = [line.split() for line in lines[1:3]]
+    assert all(len(line) <= 80 for line in lines), table.stdout
+    wide = cli(repo, "validate", "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == [*COLUMNS[:-1], "SCHEMA", "EXPECTED"]
+    rows = [line.split() for line in wide[1:3]]
     assert sorted(rows) == [
         [
             f"{DEFINITION}:{replicas[0]}:{replicas[1]}",
             "python-app",
             "prod",
             "$.replicaCount",
-            ">=",
-            "3",
             "1",
             "schemas/prod.policy.schema.json",
+            ">=",
+            "3",
         ],
         [
             f"{DEFINITION}:{port[0]}:{port[1]}",
             "python-app",
             "prod",
             "$.service.port",
-            "<=",
-            "65535",
             "70000",
             "charts/python-app/values.schema.json",
+            "<=",
+            "65535",
         ],
     ]
     assert lines[-1] == "2 violation(s)."

@@ -44,10 +44,14 @@ def test_a_value_from_a_values_file_names_that_file_and_line(tmp_path: Path) -> 
 
     doc = json.loads(cli(repo, "validate", "default", "-f", str(extra), "-o", "json").stdout)
     table = cli(repo, "validate", "default", "-f", str(extra))
+    wide = cli(repo, "validate", "default", "-f", str(extra), "-o", "wide")
 
     (v,) = doc["violations"]
     assert (v["file"], v["line"], v["column"], v["path"]) == (str(extra), 3, 9, "$.service.port")
-    assert table.stdout.splitlines()[1].split()[:4] == [f"{extra}:3:9", "python-app", "default", "$.service.port"]
+    assert wide.stdout.splitlines()[1].split()[:4] == [f"{extra}:3:9", "python-app", "default", "$.service.port"]
+    # In 80 columns the long path is cut in the middle: its start, and the file name and place, stay.
+    cell = table.stdout.splitlines()[1].split()[0]
+    assert cell.startswith(str(extra)[:8]) and cell.endswith("extra.yaml:3:9") and "…" in cell, cell
 
 
 def test_a_value_from_the_definition_names_its_line(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def test_soak_not_elapsed_fails() -> None:
     check = _checks(hist, soak=600, now=T0 + timedelta(minutes=5))["soak"]
     assert (check.result, check.reason) == (
         GateResult.FAIL,
-        f"default runs artifact {A[:8]} since 5 min; soak 10m",
+        f"default has run artifact {A[:8]} for 5m00s; soak 10m: 5m00s left, gate opens 12:10:00 UTC",
     )
 
 
@@ -125,7 +125,7 @@ def test_soak_elapsed_passes() -> None:
     check = _checks(hist, soak=600, now=T0 + timedelta(minutes=10, seconds=1))["soak"]
     assert (check.result, check.reason) == (
         GateResult.PASS,
-        f"default runs artifact {A[:8]} since 10 min; soak 10m",
+        f"default has run artifact {A[:8]} for 10m01s; soak 10m: done",
     )
 
 
@@ -164,7 +164,8 @@ def test_failed_revisions_do_not_interrupt_the_soak() -> None:
 
 def test_soak_of_hours_is_reported_in_hours() -> None:
     hist = _history(_rec(1, "deployed", _promotion(A, T0)))
-    assert _checks(hist, soak=7200, now=T0 + timedelta(hours=1))["soak"].reason.endswith("; soak 2h")
+    reason = _checks(hist, soak=7200, now=T0 + timedelta(hours=1, seconds=5))["soak"].reason
+    assert reason.startswith(f"default has run artifact {A[:8]} for 1h00m; soak 2h: 59m55s left, gate opens "), reason
 
 
 # --- clean tree ----------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ LINES: dict[str, tuple[WatchEvent, str]] = {
     ),
     "cluster-scoped": (
         _drift(kind="ClusterRole", namespace=None, name="reader", path="rules[0].verbs[0]", git="get", live="list"),
-        f"{HEAD} drift ClusterRole /reader rules[0].verbs[0]: Git get, live list",
+        f"{HEAD} drift ClusterRole reader rules[0].verbs[0]: Git get, live list",
     ),
     "reverted fields": (
         _event(

@@ -23,6 +23,7 @@ from promote.results import (
     HealthStatus,
     ReleaseStatus,
     SyncStatus,
+    WatchCheck,
     WatchEvent,
     WatchEventKind,
 )
@@ -250,13 +251,18 @@ def _events() -> list[WatchEvent]:
 def _run_watch(monkeypatch: pytest.MonkeyPatch, *args: str, fail: bool = False) -> Any:
     seen: dict[str, Any] = {}
 
-    def fake_watch(opts: Options, env: str, **kw: Any) -> Iterator[WatchEvent]:
+    def fake_checks(opts: Options, env: str, **kw: Any) -> Iterator[WatchCheck]:
         seen.update(kw, env=env)
-        yield from _events()
+        yield WatchCheck(at=T0, env=env, apps=("web",), events=tuple(_events()), next_at=T0 + timedelta(minutes=1))
         if fail:
             raise ClusterError("cannot reach the cluster: connection refused")
 
+    def fake_watch(opts: Options, env: str, **kw: Any) -> Iterator[WatchEvent]:
+        for check in fake_checks(opts, env, **kw):
+            yield from check.events
+
     monkeypatch.setattr(promote.engine, "watch", fake_watch, raising=False)
+    monkeypatch.setattr(promote.engine, "watch_checks", fake_checks, raising=False)
     result = CliRunner().invoke(main, ["--no-color", "watch", "prod", *args], catch_exceptions=False)
     return result, seen
 
@@ -264,10 +270,11 @@ def _run_watch(monkeypatch: pytest.MonkeyPatch, *args: str, fail: bool = False) 
 def test_the_command_prints_one_line_per_event(monkeypatch: pytest.MonkeyPatch) -> None:
     result, seen = _run_watch(monkeypatch, "--interval", "1m", "--self-heal", "--max-iterations", "2")
 
+    at = T0.astimezone().strftime("%H:%M:%S")  # people read their own clock
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == (
-        "2026-01-01T12:00:00Z prod web drift Deployment ns/web spec.replicas: Git 3, live 5\n"
-        "2026-01-01T12:00:00Z prod web runtime Pod web-1: 1 restart(s) (observed only: Kubernetes heals it)\n"
+        f"{at} prod web drift Deployment ns/web spec.replicas: Git 3, live 5\n"
+        f"{at} prod web runtime Pod web-1: 1 restart(s) (observed only: Kubernetes heals it)\n"
     )
     assert seen == {"env": "prod", "interval": 60.0, "self_heal": True, "max_iterations": 2, "duration": None}
 
