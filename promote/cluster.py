@@ -333,6 +333,11 @@ class Cluster:
             raise ClusterError(f"the cluster at {self.host} does not serve {kind} in {api_version}")
         return known[kind]
 
+    def forget(self, api_version: str) -> None:
+        """Drop what discovery said of a group-version: a CRD just made it served (or changed it)."""
+        with self._lock:
+            self._discovery.pop(api_version, None)
+
     def _discover(self, api_version: str) -> dict[str, Resource]:
         path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
         try:
@@ -398,6 +403,18 @@ class Cluster:
             query=query,
             body=obj,
             what=f"{'dry-run ' if dry_run else ''}create {obj['kind']} {namespace + '/' if namespace else ''}{name}",
+        )
+        return out
+
+    def replace(self, obj: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+        """Replace an object whole (PUT), as `kubectl replace`: obj carries the live resourceVersion."""
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        name = obj["metadata"]["name"]
+        out: dict[str, Any] = self.request(
+            "PUT",
+            res.path(namespace, name),
+            body=obj,
+            what=f"replace {obj['kind']} {namespace + '/' if namespace else ''}{name}",
         )
         return out
 

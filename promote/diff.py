@@ -365,6 +365,26 @@ def covers(live: Any, want: Any, field: str = "") -> bool:
     return bool(live == want and type(live) is type(want))
 
 
+def crd_current(live: dict[str, Any], want: dict[str, Any]) -> bool:
+    """True when the live CRD already holds everything the chart's says (spec, labels, annotations)."""
+    return covers(live.get("spec"), pruned(want.get("spec"))) and covers(_labels(live), _labels(want))
+
+
+def pruned(value: Any) -> Any:
+    """A copy without empty mappings and lists (the API server drops them: `properties: {}` never reads back)."""
+    if isinstance(value, dict):
+        out = {k: pruned(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in ({}, [])}
+    if isinstance(value, list):
+        return [pruned(v) for v in value]
+    return value
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, Any]:
+    md = obj.get("metadata") or {}
+    return {k: md[k] for k in ("labels", "annotations") if md.get(k)}
+
+
 def fingerprint_secret(obj: dict[str, Any]) -> dict[str, Any]:
     """A Secret with its data and stringData values replaced by fingerprints (other kinds unchanged)."""
     if obj.get("kind") != "Secret":

@@ -53,6 +53,15 @@ class ChartSource(StrEnum):
     OCI = "oci"  # an OCI registry: oci://host/path/chart with a version, or @sha256:digest
 
 
+class CrdPolicy(StrEnum):
+    """What apply does with the CustomResourceDefinitions of a chart's crds/ folder (helm's own rule:
+    create on install, never upgrade, is the default; helm creates none that a later version adds)."""
+
+    SKIP = "Skip"
+    CREATE = "Create"
+    CREATE_REPLACE = "CreateReplace"
+
+
 @dataclass(frozen=True)
 class ChartRef:
     """A chart: a folder or package in the source, or a reference into a repository or registry."""
@@ -107,6 +116,7 @@ class App:
     values: dict[str, Any]
     schema: str | None
     environments: tuple[Environment, ...]
+    crds: CrdPolicy = CrdPolicy.CREATE
 
     @property
     def values_at(self) -> ValuesAt:
@@ -414,6 +424,7 @@ def _resolve_app(
         values=doc.get("values") or {},
         schema=schema,
         environments=tuple(envs),
+        crds=CrdPolicy(doc.get("crds") or CrdPolicy.CREATE),
     )
 
 

@@ -71,6 +71,7 @@ class ResourceChange:
     hook: HookPhase | None = None
     fields: tuple[FieldChange, ...] = ()
     resource_version: str | None = None  # live resourceVersion the change was computed against
+    note: str | None = None  # why apply leaves it as it is although Git differs
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -88,6 +89,7 @@ class ResourceChange:
             "hook": self.hook.value if self.hook else None,
             "fields": [f.to_dict() for f in self.fields],
             "resourceVersion": self.resource_version,
+            **({"note": self.note} if self.note else {}),
         }
 
 
@@ -107,6 +109,7 @@ class ReleasePlan:
     manifest_digest: str | None = None
     current_revision: int | None = None
     current_status: str | None = None
+    current_chart_version: str | None = None  # the chart version the current revision runs
     errors: tuple[str, ...] = ()
     changes: tuple[ResourceChange, ...] = ()
     # promote made the current revision but never saw it healthy: its apply died while waiting.
@@ -140,6 +143,7 @@ class ReleasePlan:
             "manifestDigest": self.manifest_digest,
             "currentRevision": self.current_revision,
             "currentStatus": self.current_status,
+            "currentChartVersion": self.current_chart_version,
             "currentUnverified": self.current_unverified,
             "errors": list(self.errors),
             "changes": [c.to_dict() for c in self.changes],

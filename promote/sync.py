@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from promote import health
+from promote import diff, health
 from promote.chart import ChartInfo, hook_annotation
 from promote.cluster import ApiError, Cluster, Unreachable
-from promote.errors import HealthError, PromoteError
+from promote.errors import ClusterError, HealthError, PromoteError
 from promote.plan import HookPhase
 from promote.results import Event
 
@@ -440,3 +440,46 @@ def last_warning(cluster: Cluster, namespace: str, kind: str, name: str) -> str:
         return ""
     ev = max(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
     return f"{ev.get('reason', '')}: {ev.get('message', '')}".strip()
+
+
+CRD_ESTABLISHED_TIMEOUT = 60.0
+
+
+def apply_crds(cluster: Cluster, crds: list[dict[str, Any]], replace_existing: bool) -> list[tuple[str, str]]:
+    """The chart's CRDs made live before helm runs (helm creates them only on install, and never one a
+    later chart version adds): missing ones created, differing ones replaced when `replace_existing`.
+    Each is Established before this returns, so the chart's custom resources apply. (name, what was done).
+    """
+    done: list[tuple[str, str]] = []
+    for crd in crds:
+        name = str(crd["metadata"]["name"])
+        live = cluster.get(str(crd["apiVersion"]), "CustomResourceDefinition", None, name)
+        if live is None:
+            cluster.create(crd, None)
+            done.append((name, "created"))
+        elif replace_existing and not diff.crd_current(live, crd):
+            rv = live["metadata"]["resourceVersion"]
+            cluster.replace({**crd, "metadata": {**crd["metadata"], "resourceVersion": rv}}, None)
+            done.append((name, "replaced"))
+    for name, _ in done:
+        _wait_established(cluster, name)
+    for crd in crds:
+        spec = crd.get("spec") or {}
+        for version in spec.get("versions") or []:
+            cluster.forget(f"{spec.get('group')}/{version.get('name')}")
+    return done
+
+
+def _wait_established(cluster: Cluster, name: str) -> None:
+    deadline = time.monotonic() + CRD_ESTABLISHED_TIMEOUT
+    while True:
+        live = cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name) or {}
+        conditions = (live.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"CustomResourceDefinition {name} is not Established after {CRD_ESTABLISHED_TIMEOUT:.0f}s: "
+                + "; ".join(f"{c.get('type')}={c.get('status')} {c.get('message', '')}".strip() for c in conditions)
+            )
+        time.sleep(0.2)

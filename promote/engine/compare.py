@@ -15,6 +15,8 @@ from promote import diff, health
 from promote.chart import chart_crds, hook_annotation
 from promote.cluster import ApiError, Cluster
 from promote.engine.workspace import Target
+from promote.errors import ClusterError
+from promote.model import CrdPolicy
 from promote.plan import Action, FieldChange, HookPhase, ReleasePlan, ResourceChange
 from promote.release import ReleaseHistory, unverified
 from promote.snapshot import Snapshot
@@ -57,16 +59,41 @@ def _split(
     hooks: list[dict[str, Any]] = []
     for obj in rendered:
         (hooks if hook_annotation(obj) else resources).append(obj)
+    scopes = _crd_scopes(t)
     for obj in resources:
-        _as_helm_applies(cluster, obj, t.env.release, ns)
+        _as_helm_applies(cluster, obj, t.env.release, ns, scopes)
     old: dict[Ident, dict[str, Any]] = {}
     for obj in hist.deployed.manifest if hist.deployed else ():
-        _as_helm_applies(cluster, obj, t.env.release, ns)
+        _as_helm_applies(cluster, obj, t.env.release, ns, scopes)
         old[diff.identity(obj)] = obj
     return resources, hooks, old
 
 
-def _as_helm_applies(cluster: Cluster, obj: dict[str, Any], release: str, ns: str) -> None:
+def _crd_scopes(t: Target) -> dict[tuple[str, str], bool]:
+    """(group, kind) → namespaced, for the kinds the chart's crds/ define: a cluster that does not serve
+    them yet cannot say."""
+    out = {}
+    for crd in chart_crds(t.chart):
+        spec = crd.get("spec") or {}
+        kind = (spec.get("names") or {}).get("kind")
+        if spec.get("group") and kind:
+            out[str(spec["group"]), str(kind)] = spec.get("scope") != "Cluster"
+    return out
+
+
+def _namespaced(cluster: Cluster, obj: dict[str, Any], scopes: dict[tuple[str, str], bool]) -> bool:
+    try:
+        return cluster.resource(obj["apiVersion"], obj["kind"]).namespaced
+    except ClusterError:
+        key = (str(obj["apiVersion"]).rpartition("/")[0], str(obj["kind"]))
+        if key in scopes:
+            return scopes[key]
+        raise
+
+
+def _as_helm_applies(
+    cluster: Cluster, obj: dict[str, Any], release: str, ns: str, scopes: dict[tuple[str, str], bool]
+) -> None:
     """A rendered object the way helm applies it: in the release's namespace when namespaced, and, for
     a template that leaves `annotations:` or `labels:` empty (YAML null), with helm's own ownership
     metadata there instead. Compared as rendered, the null reads as "delete every annotation", and the
@@ -74,7 +101,7 @@ def _as_helm_applies(cluster: Cluster, obj: dict[str, Any], release: str, ns: st
     md = obj.get("metadata")
     if not isinstance(md, dict):
         md = obj["metadata"] = {}
-    if cluster.resource(obj["apiVersion"], obj["kind"]).namespaced:
+    if _namespaced(cluster, obj, scopes):
         md.setdefault("namespace", ns)
     else:
         md.pop("namespace", None)
@@ -116,12 +143,15 @@ def prove_unchanged(
     latest = hist.latest
     if latest is None or latest.status != "deployed" or hist.deployed is None:
         return None
+    crds = _crds(snap, t)
+    if any(c.action != Action.UNCHANGED or c.note for c in crds):
+        return None
     resources, hooks, old = _split(snap.cluster, t, cached, hist)
     live = _live(snap, resources + list(old.values()), ns)
     rendered_ids = {diff.identity(o) for o in resources}
     if set(old) != rendered_ids:
         return None
-    changes: list[ResourceChange] = []
+    changes: list[ResourceChange] = list(crds)
     for obj in resources:
         ident = diff.identity(obj)
         current = live.get(ident)
@@ -137,6 +167,7 @@ def prove_unchanged(
         context=snap.cluster.context,
         current_revision=latest.revision,
         current_status=latest.status,
+        current_chart_version=latest.chart_version,
         current_unverified=unverified(hist) is not None,
         manifest_digest=digest,
         changes=tuple(changes),
@@ -168,6 +199,14 @@ def compare(
     errors: list[str] = []
     if not ns_exists:
         changes.append(ResourceChange(Action.CREATE, "v1", "Namespace", None, ns))
+    crds = _crds(snap, t)
+    # Custom resources of a CRD the chart brings and the cluster does not serve yet: created once apply
+    # has made the CRD live; nothing to read or dry-run before that.
+    pending = {(c.name.split(".", 1)[-1], c.api_version) for c in crds if c.action == Action.CREATE}
+    unserved = [o for o in resources if _kind_pending(snap.cluster, o, t, pending)]
+    for obj in unserved:
+        changes.append(ResourceChange(Action.CREATE, *_parts(diff.identity(obj))))
+    resources = [o for o in resources if o not in unserved]
     live = _live(snap, resources + list(old.values()), ns)
     for obj in resources:
         try:
@@ -177,19 +216,19 @@ def compare(
         changes += [change] if change else []
         errors += [error] if error else []
     changes += _deletions(old, {diff.identity(o) for o in resources}, live, details)
+    changes = crds + changes
     will_sync = (
         hist.deployed is None
         or (hist.latest is not None and hist.latest.status != "deployed")
         or any(c.action != Action.UNCHANGED for c in changes)
     )
     changes += _hooks(hooks, ns, upgrade=hist.deployed is not None, will_sync=will_sync)
-    if hist.deployed is None:
-        changes = _crds(snap, t) + changes
     return replace(
         base,
         context=cluster.context,
         current_revision=hist.latest.revision if hist.latest else None,
         current_status=hist.latest.status if hist.latest else None,
+        current_chart_version=hist.latest.chart_version if hist.latest else None,
         current_unverified=unverified(hist) is not None,
         manifest_digest=digest,
         errors=tuple(errors),
@@ -256,14 +295,58 @@ def _owner(live: dict[str, Any]) -> tuple[str, str]:
     return annotations.get("meta.helm.sh/release-name", ""), annotations.get("meta.helm.sh/release-namespace", "")
 
 
+def _kind_pending(cluster: Cluster, obj: dict[str, Any], t: Target, pending: set[tuple[str, str]]) -> bool:
+    """True for an object of a kind whose CRD the chart brings, not served yet."""
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    if not pending or not any(g == group for g, _ in pending):
+        return False
+    try:
+        cluster.resource(str(obj["apiVersion"]), str(obj["kind"]))
+    except ClusterError:
+        return True
+    return False
+
+
 def _crds(snap: Snapshot, t: Target) -> list[ResourceChange]:
-    """The chart's crds/ as helm's install will treat them: created when missing, else left alone."""
+    """The chart's crds/ as apply will treat them (the app's `crds` policy): a missing one is created; an
+    existing one that differs is replaced under CreateReplace, and left as it is (said) under Create."""
+    if t.app.crds is CrdPolicy.SKIP:
+        return []
     out = []
     for crd in chart_crds(t.chart):
         ident = (str(crd.get("apiVersion", "")), "CustomResourceDefinition", "", str(crd["metadata"]["name"]))
         live = snap.find([ident]).get(ident)
-        out.append(ResourceChange(Action.UNCHANGED if live else Action.CREATE, ident[0], ident[1], None, ident[3]))
+        if live is None:
+            out.append(ResourceChange(Action.CREATE, ident[0], ident[1], None, ident[3]))
+            continue
+        rv = live.get("metadata", {}).get("resourceVersion")
+        fields = (
+            ()
+            if diff.crd_current(live, crd)
+            else tuple(diff.field_changes(ident[1], _as_set(live, diff.pruned(crd)), diff.pruned(crd)))
+        )
+        if not fields:
+            out.append(ResourceChange(Action.UNCHANGED, ident[0], ident[1], None, ident[3], resource_version=rv))
+        elif t.app.crds is CrdPolicy.CREATE_REPLACE:
+            out.append(
+                ResourceChange(Action.UPDATE, ident[0], ident[1], None, ident[3], fields=fields, resource_version=rv)
+            )
+        else:
+            note = "not applied: crds: Create never changes an existing CRD (crds: CreateReplace replaces it)"
+            out.append(
+                ResourceChange(
+                    Action.UNCHANGED, ident[0], ident[1], None, ident[3], fields=fields, resource_version=rv, note=note
+                )
+            )
     return out
+
+
+def _as_set(live: Any, want: Any) -> Any:
+    """`live` cut down to the fields `want` sets, so a field diff shows what the chart changes, not what
+    the server added."""
+    if isinstance(live, dict) and isinstance(want, dict):
+        return {k: _as_set(live[k], v) for k, v in want.items() if k in live}
+    return live
 
 
 def _deletions(

@@ -16,13 +16,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from promote import diff, health, record, sync
-from promote.chart import hook_annotation
+from promote.chart import chart_crds, hook_annotation
 from promote.cluster import ApiError, Cluster
 from promote.engine.core import Reconciled, reconcile
 from promote.engine.runtime import Runtime
 from promote.engine.workspace import ApplyOptions, Target
 from promote.errors import HelmError, Interrupted, PromoteError
 from promote.lock import EnvLock
+from promote.model import CrdPolicy
 from promote.release import ReleaseHistory, ReleaseRecord, history, last_good, restore_point, stamp, unverified
 from promote.results import Event, Outcome, ReleaseResult
 
@@ -141,6 +142,10 @@ class ReleaseSync:
         helm_waits = sync.runs_post_hooks(rendered)
         good, newest = restore_point(hist), hist.latest.revision if hist.latest else 0
         self.lock.ensure_held()
+        if t.app.crds is not CrdPolicy.SKIP:
+            crds = chart_crds(t.chart)
+            for name, what in sync.apply_crds(self.cluster, crds, t.app.crds is CrdPolicy.CREATE_REPLACE):
+                self._say("CustomResourceDefinition", name, "Synced", what)
         with sync.Watcher(self.cluster, t.env.name, ns, workloads, self.emit, hook_jobs=jobs):
             try:
                 rev = asyncio.run(

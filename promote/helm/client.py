@@ -189,6 +189,8 @@ class Helm:
             # missing: helm's --create-namespace asks to create it every time, which needs the cluster-
             # wide `create namespaces` that a CI account with namespaced rights does not have.
             create_namespace=False,
+            # promote makes the chart's crds/ live itself, per the app's crds policy (sync.apply_crds).
+            skip_crds=True,
             namespace=namespace,
             timeout=f"{int(timeout)}s",
             description=description,

@@ -98,6 +98,8 @@ class PlanView:
                 ": a helm operation was stopped midway or still runs; apply recovers it once no apply holds the lock"
             )
         chart = f"{rel.chart}-{rel.chart_version}" if rel.chart_version else rel.chart
+        if rel.current_chart_version and rel.chart_version and rel.current_chart_version != rel.chart_version:
+            chart = f"{rel.chart} {rel.current_chart_version} → {rel.chart_version}"
         head = f"  {rel.app}: release {rel.release} in {rel.namespace}, chart {chart}"
         if self.layout.wide or text_width(f"{head} ({state})") <= self.layout.width:
             out = [f"{head} ({state})"]
@@ -112,6 +114,10 @@ class PlanView:
         unchanged = [c for c in resources if c.action == Action.UNCHANGED]
         for c in changed:
             out.extend(self.resource(c))
+        for c in unchanged:
+            if c.note:  # Git differs, and apply leaves it so on purpose: say so, with what differs
+                out.extend(self.resource(c))
+                out.extend(wrap(c.note, self.layout, indent=8))
         if rel.needs_apply:
             for c in rel.changes:
                 if c.hook is not None:

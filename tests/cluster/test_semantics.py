@@ -444,9 +444,10 @@ def test_the_charts_crds_show_in_the_plan_of_a_first_install(tmp_path: Path, nam
 
         apply(repo, "default", code=0)
 
-        kubectl("get", "crd", f"widgets.{group}")  # helm created it
+        kubectl("get", "crd", f"widgets.{group}")  # apply created it
         again = promote_json(repo, "plan", "default", code=0).doc["environments"][0]["releases"][0]
-        assert [c for c in again["changes"] if c["kind"] == "CustomResourceDefinition"] == []
+        crds = [(c["action"], c["name"]) for c in again["changes"] if c["kind"] == "CustomResourceDefinition"]
+        assert crds == [("unchanged", f"widgets.{group}")], again["changes"]
         assert all(c["action"] == "unchanged" for c in again["changes"])
     finally:
         subprocess.run(["kubectl", "delete", "crd", f"widgets.{group}", "--ignore-not-found"], capture_output=True)

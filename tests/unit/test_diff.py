@@ -188,3 +188,20 @@ def test_redact_masks_secret_values_only() -> None:
     assert secret["data"] == {"a": "eA=="}
     cm = {"kind": "ConfigMap", "data": {"a": "x"}}
     assert diff.redact(cm) == cm
+
+
+def test_a_crd_is_current_when_live_holds_what_the_chart_says() -> None:
+    want = {
+        "metadata": {"name": "w.example.com", "labels": {"a": "1"}},
+        "spec": {"group": "example.com", "versions": [{"name": "v1", "schema": {"properties": {}}}]},
+    }
+    live = {
+        "metadata": {"name": "w.example.com", "labels": {"a": "1", "b": "2"}, "resourceVersion": "7"},
+        "spec": {"group": "example.com", "scope": "Namespaced", "versions": [{"name": "v1", "schema": {}}]},
+    }
+    assert diff.crd_current(live, want), "server defaults and a dropped empty `properties: {}` are no change"
+    changed = {**want, "spec": {**want["spec"], "group": "other.com"}}
+    assert not diff.crd_current(live, changed)
+    relabelled = {**want, "metadata": {**want["metadata"], "labels": {"a": "2"}}}
+    assert not diff.crd_current(live, relabelled)
+    assert diff.pruned({"a": {}, "b": [], "c": {"d": {}}, "e": 0, "f": False}) == {"e": 0, "f": False}
