@@ -141,7 +141,7 @@ def test_an_oci_chart_goes_through_validate_plan_apply_and_a_gated_version_bump(
 
 def _refused(repo: Path, what: str, *needles: str) -> str:
     out = expect(cli(repo, "apply", "default", "--yes"), 1, what)
-    text = out.stdout + out.stderr
+    text = " ".join((out.stdout + out.stderr).split())  # errors are wrapped to the terminal's width
     assert "Traceback" not in text and "unexpected" not in text, text
     for needle in needles:
         assert needle in text, text
