@@ -43,6 +43,7 @@ class ChartInfo:
     # upgrade (or runs `tpl`, or Chart.yaml constrains kubeVersion): then a render waits for the cluster.
     cluster_independent: bool = False
     uses_tpl: bool = False  # then values may carry template code, `lookup` included
+    uses_api_versions: bool = False  # a template asks .Capabilities.APIVersions: render with the cluster's
     # A fetched chart: the digest of what was pulled (sha256:… of the package, or the OCI manifest's), and
     # the reference it came from.
     source_digest: str | None = None
@@ -62,6 +63,7 @@ _CLUSTER_WORDS = re.compile(rb"Capabilities|IsUpgrade|IsInstall|lookup|\btpl\b")
 class _Scan:
     uses_lookup: bool = False
     uses_tpl: bool = False
+    uses_api_versions: bool = False
     independent: bool = True
     lookup_elsewhere: bool = False  # in a file `tpl` may render: values.yaml, files read with .Files.Get
 
@@ -81,6 +83,7 @@ class _Scan:
             words = set(_CLUSTER_WORDS.findall(data))
             self.uses_lookup = self.uses_lookup or b"lookup" in words
             self.uses_tpl = self.uses_tpl or b"tpl" in words
+            self.uses_api_versions = self.uses_api_versions or b"APIVersions" in data
             self.independent = self.independent and not words
         else:
             self.lookup_elsewhere = self.lookup_elsewhere or b"lookup" in data
@@ -113,6 +116,7 @@ def chart_info(path: Path) -> ChartInfo:
         uses_lookup=scan.uses_lookup or (scan.uses_tpl and scan.lookup_elsewhere),
         cluster_independent=scan.independent,
         uses_tpl=scan.uses_tpl,
+        uses_api_versions=scan.uses_api_versions or scan.uses_tpl,
     )
 
 

@@ -143,6 +143,7 @@ class Cluster:
         self._discovery: dict[str, dict[str, Resource]] = {}
         self._lock = threading.Lock()
         self._version: str | None = None
+        self._api_versions: tuple[str, ...] | None = None
         self._auth: dict[str, str] | None = None
         self._group_locks: dict[str, threading.Lock] = {}
         self._auth_at = 0.0
@@ -333,10 +334,33 @@ class Cluster:
             raise ClusterError(f"the cluster at {self.host} does not serve {kind} in {api_version}")
         return known[kind]
 
+    def api_versions(self) -> tuple[str, ...]:
+        """Every group-version the cluster serves, and each as group/version/Kind: what helm's
+        .Capabilities.APIVersions holds in an upgrade (--api-versions gives it to helm template)."""
+        if self._api_versions is None:
+            core = self.request("GET", "/api", what=f"discover the core API of {self.host}") or {}
+            groups = self.request("GET", "/apis", what=f"discover the API groups of {self.host}") or {}
+            gvs = [str(v) for v in core.get("versions", [])] + [
+                str(v["groupVersion"]) for g in groups.get("groups", []) for v in g.get("versions", [])
+            ]
+            out: set[str] = set()
+            for gv in gvs:
+                out.add(gv)
+                try:
+                    with self._lock:
+                        known = self._discovery.get(gv)
+                    known = known if known is not None else self._discover(gv)
+                except ApiError:
+                    continue  # an aggregated API that is down serves nothing now
+                out.update(f"{gv}/{kind}" for kind in known)
+            self._api_versions = tuple(sorted(out))
+        return self._api_versions
+
     def forget(self, api_version: str) -> None:
         """Drop what discovery said of a group-version: a CRD just made it served (or changed it)."""
         with self._lock:
             self._discovery.pop(api_version, None)
+            self._api_versions = None
 
     def _discover(self, api_version: str) -> dict[str, Resource]:
         path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"

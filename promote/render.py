@@ -21,12 +21,15 @@ async def render(
     values: dict[str, Any],
     is_upgrade: bool,
     against_cluster: bool = False,
+    api_versions: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """Every object the chart renders, hooks included, in helm's order; each one checked (see `checked`).
 
     `against_cluster`: `helm` talks to the release's cluster, and `lookup` reads it, as in the upgrade.
     """
-    extra = {"against_cluster": True} if against_cluster else {}
+    extra: dict[str, Any] = {"against_cluster": True} if against_cluster else {}
+    if api_versions:
+        extra["api_versions"] = api_versions
     try:
         docs = await helm.template(
             info, release=release, namespace=namespace, values=values, is_upgrade=is_upgrade, **extra

@@ -95,8 +95,11 @@ class Scheduler:
         if t.chart.reads_cluster(t.values):
             return None
         kv, up = ("any", "any") if independent else (str(kube_version), str(upgrade))
+        apis = ""
+        if not independent and t.chart.uses_api_versions:
+            apis = "\n".join(self.runtime.cluster(t.context).api_versions())
         return rendercache.key(
-            t.chart.digest, t.cache_digest, self.helm_version, kv, t.env.release, t.env.namespace, up
+            t.chart.digest, t.cache_digest, self.helm_version, kv, t.env.release, t.env.namespace, up, apis
         )
 
     async def _render_and_store(
@@ -111,6 +114,8 @@ class Scheduler:
         from promote import render  # only now: pyhelm3 is slow to import, and a cached plan runs no helm
 
         live = cluster is not None and t.chart.reads_cluster(t.values)
+        # .Capabilities.APIVersions as the upgrade will see it, not helm's built-in list.
+        apis = cluster.api_versions() if cluster is not None and not independent and t.chart.uses_api_versions else ()
         if live and cluster is not None:
             helm = self.runtime.helm_for(cluster, context=t.context)
         else:
@@ -124,6 +129,7 @@ class Scheduler:
                 values=t.values,
                 is_upgrade=upgrade,
                 against_cluster=live,
+                api_versions=apis,
             )
         digest = manifest_digest(rendered)
         for o in rendered:

@@ -85,6 +85,7 @@ class ArgvCommand(Command):  # type: ignore[misc]
         repo: str | None = None,
         version: str | None = None,
         server_side: bool = False,
+        api_versions: tuple[str, ...] = (),
         **_: Any,
     ) -> list[Any]:
         """helm template, as pyhelm3 builds it, plus --kube-version, parsed with libyaml.
@@ -112,6 +113,8 @@ class ArgvCommand(Command):  # type: ignore[misc]
             command += ["--version", version]
         if server_side:
             command.append("--dry-run=server")
+        for api_version in api_versions:
+            command += ["--api-versions", api_version]
         if self.kube_version:
             # helm otherwise assumes its own built-in kube version, and charts that branch on
             # .Capabilities.KubeVersion would render for a cluster we are not planning against.
@@ -152,12 +155,20 @@ class Helm:
         values: dict[str, Any],
         is_upgrade: bool,
         against_cluster: bool = False,
+        api_versions: tuple[str, ...] = (),
     ) -> list[dict[str, Any]]:
         """Every object the chart renders, hooks included, in helm's order; `against_cluster` for a chart
-        that reads live objects (`lookup`), with a Helm made for that cluster (Runtime.helm_for)."""
-        if against_cluster:
+        that reads live objects (`lookup`), with a Helm made for that cluster (Runtime.helm_for);
+        `api_versions`, the cluster's, for a chart that asks .Capabilities.APIVersions."""
+        if against_cluster or api_versions:
             docs = await self.command.template(
-                release, info.path, values, is_upgrade=is_upgrade, namespace=namespace, server_side=True
+                release,
+                info.path,
+                values,
+                is_upgrade=is_upgrade,
+                namespace=namespace,
+                server_side=against_cluster,
+                api_versions=api_versions,
             )
         else:
             docs = await self.client.template_resources(

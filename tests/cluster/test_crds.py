@@ -133,3 +133,22 @@ def test_crds_under_each_policy(tmp_path: Path, kube: Kube, namespace: str, grou
     apply(repo, "default", code=0)
     assert not _crd_exists(kube, f"gizmos.{group}")
     assert len(helm_history(namespace, "w")) == revisions, "nothing else changed, so no new revision"
+
+
+def test_a_chart_asking_capabilities_api_versions_sees_the_clusters(
+    tmp_path: Path, kube: Kube, namespace: str, group: str
+) -> None:
+    """helm template knows only its built-in API list; the upgrade sees the cluster's. A chart that renders
+    for an API the cluster serves (a CRD installed by someone else) must plan as it will apply."""
+    crd = yaml.safe_load(_crd(group, "widgets", {}))
+    kube.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    probe = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\n"
+        f'data: {{widgets: "{{{{ .Capabilities.APIVersions.Has "{group}/v1/Widget" }}}}", '
+        '"pdb": "{{ .Capabilities.APIVersions.Has "policy/v1" }}"}\n'
+    )
+    repo = _repo(tmp_path, namespace, {"templates/probe.yaml": probe})
+    apply(repo, "default", code=0)
+    data = kube.get(f"/api/v1/namespaces/{namespace}/configmaps/probe")["data"]
+    assert data == {"widgets": "true", "pdb": "true"}, data
+    expect(cli(repo, "plan", "default", "--detailed-exitcode"), 0, "the plan renders as the upgrade did")
