@@ -5,7 +5,9 @@ changes nothing."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,24 +69,58 @@ def _chart_of(namespace: str, release: str) -> str:
     return str(helm_history(namespace, release)[-1]["chart"])
 
 
-def test_an_oci_chart_goes_through_validate_plan_apply_and_a_gated_version_bump(
+@dataclass(frozen=True)
+class Published:
+    """python-app at 0.1.0 and 0.2.0 on a chart server: how an app file names it, and each version's digest."""
+
+    chart: dict[str, Any]  # the app file's chart keys (chart, repo, plainHttp)
+    digests: dict[str, str]
+    by_digest: str | None  # a chart reference by the 0.2.0 digest, where the server has one (OCI)
+
+
+@pytest.fixture(params=["oci", "repository"])
+def published(
+    request: pytest.FixtureRequest, tmp_path: Path, packages: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Published]:
+    """python-app published to an OCI registry (htpasswd) or a Helm repository (TLS, basic auth), with helm's
+    login in the environment promote's helm runs in, as the user's would be."""
+    if request.param == "oci":
+        with OciRegistry(tmp_path / "oci", Credentials.generate()) as registry:
+            env = helm_env(tmp_path / "helm")
+            login(registry, env)
+            digests = {v: push(registry, tgz, env) for v, tgz in packages.items()}
+            for name in ("HELM_REGISTRY_CONFIG", "HELM_REPOSITORY_CONFIG", "HELM_REPOSITORY_CACHE"):
+                monkeypatch.setenv(name, env[name])
+            ref = f"{registry.url}/charts/{APP}"
+            yield Published({"chart": ref, "plainHttp": True}, digests, f"{ref}@{digests['0.2.0']}")
+        return
+    with ChartRepository(tmp_path / "repo-server", Credentials.generate()) as server:
+        for tgz in packages.values():
+            publish(server, tgz)
+        assert server.ca_file is not None and server.credentials is not None
+        env = helm_env(tmp_path / "helm", SSL_CERT_FILE=str(ca_bundle(tmp_path / "ca.pem", server.ca_file)))
+        user = server.credentials
+        added = run_helm("repo", "add", "team", server.url, "--username", user.username, "--password-stdin",
+                         env=env, input=user.password)  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        for name in ("HELM_REGISTRY_CONFIG", "HELM_REPOSITORY_CONFIG", "HELM_REPOSITORY_CACHE", "SSL_CERT_FILE"):
+            monkeypatch.setenv(name, env[name])
+        digests = {v: "sha256:" + hashlib.sha256(tgz.read_bytes()).hexdigest() for v, tgz in packages.items()}
+        yield Published({"chart": APP, "repo": server.url}, digests, None)
+
+
+def test_a_published_chart_through_validate_plan_apply_a_gated_version_bump_drift_and_rollback(
     tmp_path: Path,
     kube: Kube,
     two_namespaces: tuple[str, str],
-    registry: OciRegistry,
-    packages: dict[str, Path],
+    published: Published,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     default_ns, prod_ns = two_namespaces
-    env = helm_env(tmp_path / "helm")
-    login(registry, env)
-    digests = {v: push(registry, tgz, env) for v, tgz in packages.items()}
-    for name in ("HELM_REGISTRY_CONFIG", "HELM_REPOSITORY_CONFIG", "HELM_REPOSITORY_CACHE"):
-        monkeypatch.setenv(name, env[name])  # promote's helm uses the login, as the user's would
+    digests = published.digests
     monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
     repo = make_repo(tmp_path, default_ns, prod_ns)
-    ref = f"{registry.url}/charts/{APP}"
-    _use_chart(repo, chart=ref, version="0.1.0", plainHttp=True)
+    _use_chart(repo, **published.chart, version="0.1.0")
 
     expect(cli(repo, "validate"), 0, "validate")
     plan = plan_json(repo, "prod")
@@ -95,7 +131,7 @@ def test_an_oci_chart_goes_through_validate_plan_apply_and_a_gated_version_bump(
     assert _chart_of(default_ns, APP) == _chart_of(prod_ns, PROD_RELEASE) == "python-app-0.1.0"
 
     # A new chart version goes to default first; prod stays on its own version until it is promoted.
-    _use_chart(repo, chart=ref, version="0.2.0")
+    _use_chart(repo, version="0.2.0")
     _set_env(repo, "prod", version="0.1.0")
     commit(repo, "prod stays on 0.1.0")
     plan = plan_json(repo, "prod")
@@ -131,8 +167,9 @@ def test_an_oci_chart_goes_through_validate_plan_apply_and_a_gated_version_bump(
     assert _chart_of(prod_ns, PROD_RELEASE) == "python-app-0.1.0"
     expect(cli(repo, "unpin", "prod"), 0, "unpin prod")
 
-    # A digest pins the exact bytes.
-    _use_chart(repo, chart=f"{ref}@{digests['0.2.0']}", version=None)
+    # Plan names the move back up (with OCI, the chart named by its digest: the exact bytes).
+    if published.by_digest:
+        _use_chart(repo, chart=published.by_digest, version=None)
     doc = plan_json(repo, "prod")
     assert release_of(doc, "prod")["chartDigest"] == digests["0.2.0"]
     assert release_of(doc, "prod")["chartVersion"] == "0.2.0" and doc["summary"]["update"] > 0, "prod moves back up"
