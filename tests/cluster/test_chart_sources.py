@@ -358,3 +358,21 @@ def test_a_chart_with_a_dependency_from_a_repository(
         text = refused.output
         assert "chart umbrella: dependency python-app 9.9.9" in text and "Traceback" not in text, text
         assert _chart_of(default_ns, APP) == "umbrella-1.0.0"
+
+
+def test_a_chart_package_at_a_url(
+    tmp_path: Path, two_namespaces: tuple[str, str], packages: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default_ns, prod_ns = two_namespaces
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
+    with ChartRepository(tmp_path / "repo-server", tls=False) as server:
+        publish(server, packages["0.2.0"])
+        repo = make_repo(tmp_path, default_ns, prod_ns)
+        _use_chart(repo, chart=f"{server.url}/python-app-0.2.0.tgz")
+        rel = release_of(plan_json(repo, "default"), "default")
+        digest = "sha256:" + hashlib.sha256(packages["0.2.0"].read_bytes()).hexdigest()
+        assert (rel["chartVersion"], rel["chartDigest"]) == ("0.2.0", digest)
+        apply(repo, "default", code=0)
+        assert _chart_of(default_ns, APP) == "python-app-0.2.0"
+    # Remembered: with the server gone, plan still has the exact bytes.
+    assert release_of(plan_json(repo, "default"), "default")["chartDigest"] == digest
