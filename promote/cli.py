@@ -118,6 +118,18 @@ class AppContext:
         sys.exit(code)
 
 
+def on_conflict_option(f: F) -> F:
+    """--on-conflict take|stop: what apply does with fields another field manager owns (Helm 4)."""
+    return click.option(
+        "--on-conflict",
+        type=click.Choice(["take", "stop"]),
+        default="take",
+        show_default=True,
+        help="Helm 4 server-side apply: take over fields another field manager owns (Git wins), "
+        "or stop before changing anything.",
+    )(f)
+
+
 def output_option(f: F) -> F:
     """-o table|json|yaml."""
     return click.option(
@@ -384,6 +396,9 @@ def _route_library_logs(app: AppContext) -> None:
     for handler in [h for h in root.handlers if isinstance(h, _EchoHandler)]:
         root.removeHandler(handler)
     root.addHandler(_EchoHandler(app))
+    # asyncio's child watcher warns "Unknown child process pid N" when a helm it waits for was reaped by
+    # another waiter; the result is read from helm's own output either way, so it is noise to users.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
 
 
 @main.command(
@@ -437,9 +452,18 @@ def validate(app: AppContext, /, env: str | None, fmt: str, **kw: Any) -> NoRetu
     "--out", "out", type=click.Path(dir_okay=False), help="Save the plan for `apply --plan` (no Secret values)."
 )
 @click.option("--show-unchanged", is_flag=True, help="List unchanged resources too, not just their count.")
+@on_conflict_option
 @click.pass_obj
 def plan(
-    app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, out: str | None, show_unchanged: bool, **kw: Any
+    app: AppContext,
+    /,
+    env: str,
+    fmt: str,
+    detailed_exitcode: bool,
+    out: str | None,
+    show_unchanged: bool,
+    on_conflict: str,
+    **kw: Any,
 ) -> NoReturn:
     """Show what apply would change in the live cluster.
 
@@ -456,7 +480,7 @@ def plan(
             from promote import saved
 
             saved.write(result, out)
-        app.echo(app.view().plan(result, show_unchanged=show_unchanged))
+        app.echo(app.view().plan(result, show_unchanged=show_unchanged, on_conflict=on_conflict))
         if result.all_errors:
             return int(ExitCode.ERROR)
         if detailed_exitcode and result.has_changes:
@@ -522,6 +546,7 @@ def _at_least(text: str, minimum: float, option: str) -> float:
 )
 @click.option("--unpin", is_flag=True, help="Release a pin left by `promote rollback` on ENV, then apply.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (never asked without a terminal).")
+@on_conflict_option
 @click.pass_obj
 def apply(
     app: AppContext,
@@ -536,6 +561,7 @@ def apply(
     lock_ttl: str,
     unpin: bool,
     yes: bool,
+    on_conflict: str,
     **kw: Any,
 ) -> NoReturn:
     """Sync the chain up to ENV, in order, through each gate.
@@ -548,6 +574,7 @@ def apply(
 
     def body() -> int:
         from promote import engine
+        from promote.plan import ConflictPolicy
 
         aopts = engine.ApplyOptions(
             timeout=_duration(timeout),
@@ -556,6 +583,7 @@ def apply(
             only=only,
             allow_dirty=allow_dirty,
             unpin=unpin,
+            on_conflict=ConflictPolicy(on_conflict),
         )
         target, saved_plan = env, None
         if plan_file:

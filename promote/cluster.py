@@ -74,11 +74,14 @@ class Unreachable(ClusterError):
 class ApiError(ClusterError):
     """The API answered with an error status."""
 
-    def __init__(self, message: str, status: int, reason: str = "", detail: str = "") -> None:
+    def __init__(
+        self, message: str, status: int, reason: str = "", detail: str = "", causes: tuple[dict[str, Any], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
         self.detail = detail  # the server's own message, for callers that word the error themselves
+        self.causes = causes  # status.details.causes: e.g. each field of a server-side-apply conflict
 
     @property
     def transient(self) -> bool:
@@ -300,16 +303,19 @@ class Cluster:
             return self._auth
 
     def _api_error(self, what: str, status: int, raw: bytes) -> ApiError:
+        causes: tuple[dict[str, Any], ...] = ()
         try:
             doc = json.loads(raw)
             message, reason = doc.get("message", ""), doc.get("reason", "")
-        except ValueError:
+            found = (doc.get("details") or {}).get("causes") or []
+            causes = tuple(c for c in found if isinstance(c, dict))
+        except (ValueError, AttributeError):
             message, reason = raw.decode(errors="replace")[:300], ""
         if status == 401:
             message = f"unauthorized: the credentials of context {self.context!r} were rejected"
         elif status == 403 and message.endswith("at the cluster scope"):
             message += " (a RoleBinding cannot grant that: it takes a ClusterRole and a ClusterRoleBinding)"
-        return ApiError(f"cannot {what}: {message or reason or status}", status, reason, message)
+        return ApiError(f"cannot {what}: {message or reason or status}", status, reason, message, causes)
 
     # --- discovery ---------------------------------------------------------------------------------
 
@@ -427,6 +433,25 @@ class Cluster:
             query=query,
             body=obj,
             what=f"{'dry-run ' if dry_run else ''}create {obj['kind']} {namespace + '/' if namespace else ''}{name}",
+        )
+        return out
+
+    def apply(
+        self, obj: dict[str, Any], namespace: str | None, *, field_manager: str, force: bool, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Server-side apply, as Helm 4 does (`force` takes fields other managers own); a 409 ApiError
+        lists the conflicting fields in its causes."""
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        name = obj["metadata"]["name"]
+        query = [("fieldManager", field_manager), ("force", "true" if force else "false")]
+        query += [("dryRun", "All")] if dry_run else []
+        out: dict[str, Any] = self.request(
+            "PATCH",
+            res.path(namespace, name),
+            query=query,
+            body=obj,
+            content_type="application/apply-patch+yaml",
+            what=f"{'dry-run ' if dry_run else ''}apply {obj['kind']} {namespace + '/' if namespace else ''}{name}",
         )
         return out
 

@@ -22,6 +22,33 @@ class Action(StrEnum):
     UNCHANGED = "unchanged"
 
 
+class ApplyMethod(StrEnum):
+    """How helm writes a release's objects: Helm 3, and Helm 4 for releases Helm 3 installed, patch
+    client-side (a three-way merge); Helm 4 applies server-side, with field ownership."""
+
+    CLIENT_SIDE = "client-side"
+    SERVER_SIDE = "server-side"
+
+
+class ConflictPolicy(StrEnum):
+    """What apply does with a field another field manager owns (server-side apply only)."""
+
+    TAKE = "take"  # helm takes the field over (--force-conflicts): Git wins, the hand edit is reverted
+    STOP = "stop"  # apply refuses before helm runs, naming the fields and their managers
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A field the upgrade would change that another field manager owns."""
+
+    field: str
+    manager: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"field": self.field, "manager": self.manager}
+
+
 class HookPhase(StrEnum):
     """When a helm hook runs relative to the sync, in Argo CD's words."""
 
@@ -72,6 +99,7 @@ class ResourceChange:
     fields: tuple[FieldChange, ...] = ()
     resource_version: str | None = None  # live resourceVersion the change was computed against
     note: str | None = None  # why apply leaves it as it is although Git differs
+    conflicts: tuple[Conflict, ...] = ()  # server-side apply: fields another manager owns
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -90,6 +118,7 @@ class ResourceChange:
             "fields": [f.to_dict() for f in self.fields],
             "resourceVersion": self.resource_version,
             **({"note": self.note} if self.note else {}),
+            **({"conflicts": [c.to_dict() for c in self.conflicts]} if self.conflicts else {}),
         }
 
 
@@ -110,6 +139,7 @@ class ReleasePlan:
     current_revision: int | None = None
     current_status: str | None = None
     current_chart_version: str | None = None  # the chart version the current revision runs
+    apply_method: ApplyMethod | None = None  # how the upgrade will apply (None: no cluster reached)
     errors: tuple[str, ...] = ()
     changes: tuple[ResourceChange, ...] = ()
     # promote made the current revision but never saw it healthy: its apply died while waiting.
@@ -144,6 +174,7 @@ class ReleasePlan:
             "currentRevision": self.current_revision,
             "currentStatus": self.current_status,
             "currentChartVersion": self.current_chart_version,
+            "applyMethod": self.apply_method.value if self.apply_method else None,
             "currentUnverified": self.current_unverified,
             "errors": list(self.errors),
             "changes": [c.to_dict() for c in self.changes],
@@ -200,6 +231,7 @@ class Plan:
     # Names the key of the manifest digests (fingerprint.key_id), so a saved plan's apply knows whether
     # it can check them.
     digest_key: str = ""
+    helm_major: int | None = None  # the helm the plan predicts: a saved plan applies only with the same
 
     @property
     def summary(self) -> Summary:
@@ -239,6 +271,7 @@ class Plan:
             "target": self.target,
             "revision": self.revision,
             "digestKey": self.digest_key,
+            "helmMajor": self.helm_major,
             "environments": [e.to_dict() for e in self.environments],
             "errors": list(self.errors),
             "summary": {"create": s.create, "update": s.update, "delete": s.delete, "unchanged": s.unchanged},

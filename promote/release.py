@@ -36,6 +36,12 @@ class ReleaseRecord:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     secret_name: str = ""
+    apply_method: str = ""  # Helm 4's record of how it applied the revision: "ssa", "csa" ("": Helm 3, csa)
+
+    @property
+    def server_side(self) -> bool:
+        """True when helm applied this revision with server-side apply (Helm 4 keeps doing so for it)."""
+        return self.apply_method == "ssa"
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,15 @@ class ReleaseHistory:
     def deployed(self) -> ReleaseRecord | None:
         """The revision helm considers current: the newest with status deployed."""
         return next((r for r in reversed(self.records) if r.status == "deployed"), None)
+
+
+def applies_server_side(hist: ReleaseHistory, helm_major: int) -> bool:
+    """How the next upgrade applies: Helm 4 installs with server-side apply and upgrades the way the
+    current revision was applied (`--server-side=auto`); Helm 3 applies client-side, always."""
+    if helm_major < 4:
+        return False
+    current = hist.deployed or hist.latest
+    return current is None or current.server_side
 
 
 def decode(secret: dict[str, Any]) -> ReleaseRecord:
@@ -82,6 +97,7 @@ def decode(secret: dict[str, Any]) -> ReleaseRecord:
         labels=dict(secret.get("metadata", {}).get("labels", {}) or {}),
         annotations=dict(secret.get("metadata", {}).get("annotations", {}) or {}),
         secret_name=str(secret.get("metadata", {}).get("name", "")),
+        apply_method=str(doc.get("apply_method") or ""),
     )
 
 

@@ -342,13 +342,21 @@ async def helm_upgrade(
     description: str,
     timeout: float,
     wait: bool,
+    server_side: bool = False,
 ) -> int:
     """helm upgrade --install, waiting for readiness when `wait`; returns the new helm revision.
 
     A failure leaves the release `failed` for the caller to explain and roll back.
     """
     return await helm.upgrade(
-        chart, release=release, namespace=namespace, values=values, description=description, timeout=timeout, wait=wait
+        chart,
+        release=release,
+        namespace=namespace,
+        values=values,
+        description=description,
+        timeout=timeout,
+        wait=wait,
+        server_side=server_side,
     )
 
 

@@ -31,7 +31,7 @@ from promote.errors import (
     exit_code_for,
 )
 from promote.lock import EnvLock
-from promote.plan import Action, Plan
+from promote.plan import Action, ConflictPolicy, Plan
 from promote.results import ApplyResult, EnvResult, Event, GateCheck, GateResult, HealthStatus, Outcome, ReleaseResult
 from promote.values import Violation
 
@@ -134,9 +134,15 @@ def apply(
             _fail_on_violations(ws.validate(targets), policies, target)
             done = reconcile(targets, runtime, while_rendering=ws.revision_soon)
             run.revision = ws.revision_soon().result()
-            planned = assemble(target, chain, targets, [r.plan for r in done], run.revision)
+            planned = assemble(target, chain, targets, [r.plan for r in done], run.revision, runtime.helm_major())
             if saved_plan is not None:
+                if saved_plan.get("helmMajor") != planned.helm_major:
+                    raise ConfigError(
+                        f"the saved plan was made with Helm {saved_plan.get('helmMajor')}, this apply runs Helm "
+                        f"{planned.helm_major}: they apply differently (client-side, server-side); plan again"
+                    )
                 saved.verify(saved_plan, planned)
+            _refuse_conflicts(planned, aopts.on_conflict)
             run.label = _ref_label(ws, run.revision)
             _preflight(run, ws, target, [r for r in done if r.target.env.name in run.chain])
             if confirm is not None and planned.has_changes and not confirm(planned):
@@ -228,6 +234,25 @@ def _refuse(env: str, failed: list[GateCheck]) -> NoReturn:
     """Stop the apply before anything changed: `env` is blocked by these checks."""
     result = EnvResult(name=env, context=None, outcome=Outcome.BLOCKED, gate=tuple(failed))
     raise _EnvFailed(result, GateBlocked(f"promotion to {env} blocked: {GateCheck.reasons(failed)}"))
+
+
+def _refuse_conflicts(planned: Plan, policy: ConflictPolicy) -> None:
+    """--on-conflict stop: fields other managers own that the upgrade would change stop the apply before
+    anything changes, each named with its manager (plan showed them)."""
+    if policy is not ConflictPolicy.STOP:
+        return
+    found = [
+        f"{e.name}/{r.app}: {c.kind} {c.name} .{x.field} (owned by {x.manager})"
+        for e in planned.environments
+        for r in e.releases
+        for c in r.changes
+        for x in c.conflicts
+    ]
+    if found:
+        raise GateBlocked(
+            "server-side apply conflicts, nothing was applied (--on-conflict stop; take them over with "
+            "--on-conflict take, or hand the fields back in the cluster):\n  " + "\n  ".join(found)
+        )
 
 
 def _apply_env(run: _Run, ws: Workspace, env: str, releases: list[Reconciled]) -> EnvResult:

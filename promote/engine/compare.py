@@ -8,6 +8,7 @@ every field the chart sets is unchanged without one. Nothing is written.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +18,7 @@ from promote.cluster import ApiError, Cluster
 from promote.engine.workspace import Target
 from promote.errors import ClusterError
 from promote.model import CrdPolicy
-from promote.plan import Action, FieldChange, HookPhase, ReleasePlan, ResourceChange
+from promote.plan import Action, ApplyMethod, Conflict, FieldChange, HookPhase, ReleasePlan, ResourceChange
 from promote.release import ReleaseHistory, unverified
 from promote.snapshot import Snapshot
 
@@ -131,7 +132,13 @@ def _hooks(hooks: list[dict[str, Any]], ns: str, upgrade: bool, will_sync: bool)
 
 
 def prove_unchanged(
-    snap: Snapshot, t: Target, cached: list[dict[str, Any]], hist: ReleaseHistory, base: ReleasePlan, digest: str
+    snap: Snapshot,
+    t: Target,
+    cached: list[dict[str, Any]],
+    hist: ReleaseHistory,
+    base: ReleasePlan,
+    digest: str,
+    server_side: bool = False,
 ) -> ReleasePlan | None:
     """The all-unchanged plan of a release, from a cached render, when it can be proven without helm.
 
@@ -168,6 +175,7 @@ def prove_unchanged(
         current_revision=latest.revision,
         current_status=latest.status,
         current_chart_version=latest.chart_version,
+        apply_method=ApplyMethod.SERVER_SIDE if server_side else ApplyMethod.CLIENT_SIDE,
         current_unverified=unverified(hist) is not None,
         manifest_digest=digest,
         changes=tuple(changes),
@@ -186,8 +194,10 @@ def compare(
     base: ReleasePlan,
     digest: str,
     details: list[Detail] | None = None,
+    server_side: bool = False,
 ) -> ReleasePlan:
-    """Compare rendered objects with the live cluster; server-side dry runs where a change is possible.
+    """Compare rendered objects with the live cluster; server-side dry runs where a change is possible:
+    of helm's three-way patch, or, for a release Helm 4 applies server-side, of its server-side apply.
 
     With `details`, every object is dry-run (none is taken as unchanged unseen) and its pair of live
     and predicted objects is collected there, for `promote diff`.
@@ -210,7 +220,7 @@ def compare(
     live = _live(snap, resources + list(old.values()), ns)
     for obj in resources:
         try:
-            change, error = _compare_object(snap, t, obj, live, old, ns_exists, details)
+            change, error = _compare_object(snap, t, obj, live, old, ns_exists, details, server_side)
         except ApiError as e:
             change, error = None, diff.mask_text(str(e), t.hidden)  # the API quotes the value it refuses
         changes += [change] if change else []
@@ -229,11 +239,47 @@ def compare(
         current_revision=hist.latest.revision if hist.latest else None,
         current_status=hist.latest.status if hist.latest else None,
         current_chart_version=hist.latest.chart_version if hist.latest else None,
+        apply_method=ApplyMethod.SERVER_SIDE if server_side else ApplyMethod.CLIENT_SIDE,
         current_unverified=unverified(hist) is not None,
         manifest_digest=digest,
         errors=tuple(errors),
         changes=tuple(changes),
     )
+
+
+# The field manager Helm 4 applies with.
+HELM_MANAGER = "helm"
+_CONFLICT_WITH = re.compile(r'conflict with "([^"]+)"')
+
+
+def _apply_dry_run(
+    cluster: Cluster, obj: dict[str, Any], ns: str | None, release: str, release_ns: str
+) -> tuple[dict[str, Any], tuple[Conflict, ...]]:
+    """(the object as Helm 4's server-side apply would leave it, the fields it would take from other
+    managers): a dry run without force names the conflicts, one with force predicts the result. The
+    object carries the ownership metadata helm adds to what it applies (else the dry run removes it)."""
+    md = dict(obj.get("metadata") or {})
+    md["labels"] = {**(md.get("labels") or {}), "app.kubernetes.io/managed-by": "Helm"}
+    md["annotations"] = {
+        **(md.get("annotations") or {}),
+        "meta.helm.sh/release-name": release,
+        "meta.helm.sh/release-namespace": release_ns,
+    }
+    obj = {**obj, "metadata": md}
+    try:
+        return cluster.apply(obj, ns, field_manager=HELM_MANAGER, force=False, dry_run=True), ()
+    except ApiError as e:
+        if e.status != 409:
+            raise
+        conflicts = tuple(
+            Conflict(
+                str(c.get("field", "")).lstrip("."),
+                m.group(1) if (m := _CONFLICT_WITH.search(str(c.get("message", "")))) else "?",
+            )
+            for c in e.causes
+            if c.get("reason") == "FieldManagerConflict"
+        )
+        return cluster.apply(obj, ns, field_manager=HELM_MANAGER, force=True, dry_run=True), conflicts
 
 
 def _compare_object(
@@ -244,6 +290,7 @@ def _compare_object(
     old: dict[Ident, dict[str, Any]],
     ns_exists: bool,
     details: list[Detail] | None,
+    server_side: bool = False,
 ) -> tuple[ResourceChange | None, str | None]:
     """(change, error) for one rendered object."""
     cluster = snap.cluster
@@ -267,8 +314,12 @@ def _compare_object(
     if details is None and old.get(ident) == obj and diff.covers(current, obj):
         # Git did not change and live holds every field the chart sets: nothing to dry-run.
         return ResourceChange(Action.UNCHANGED, api_version, kind, ons or None, name, resource_version=rv), None
-    patch = diff.three_way_patch(old.get(ident), obj)
-    predicted = cluster.patch(api_version, kind, ons or None, name, patch, dry_run=True)
+    conflicts: tuple[Conflict, ...] = ()
+    if server_side:
+        predicted, conflicts = _apply_dry_run(cluster, obj, ons or None, t.env.release, t.env.namespace)
+    else:
+        patch = diff.three_way_patch(old.get(ident), obj)
+        predicted = cluster.patch(api_version, kind, ons or None, name, patch, dry_run=True)
     hpa = snap.hpa_targets(t.env.namespace) if health.kind_of(obj).scales else set()
     fields = [
         f
@@ -279,7 +330,9 @@ def _compare_object(
     ]
     fields = diff.mask_fields(fields, t.hidden)
     action = Action.UPDATE if fields else Action.UNCHANGED
-    change = ResourceChange(action, api_version, kind, ons or None, name, fields=tuple(fields), resource_version=rv)
+    change = ResourceChange(
+        action, api_version, kind, ons or None, name, fields=tuple(fields), resource_version=rv, conflicts=conflicts
+    )
     if details is not None:
         details.append((change, current, predicted))
     return change, None

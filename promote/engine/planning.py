@@ -22,11 +22,17 @@ def plan(opts: Options, target: str, runtime: Runtime | None = None) -> Plan:
         # Git is asked once the first renders run: not before them (GitPython's import would hold the
         # GIL the first helm waits for) nor after the last one.
         done = reconcile(targets, runtime, violations=ws.validate(targets), while_rendering=ws.revision_soon)
-        return assemble(target, chain, targets, [r.plan for r in done], ws.revision_soon().result())
+        revision = ws.revision_soon().result()
+        return assemble(target, chain, targets, [r.plan for r in done], revision, runtime.helm_major())
 
 
 def assemble(
-    target: str, chain: tuple[str, ...], targets: list[Target], releases: list[ReleasePlan], revision: str
+    target: str,
+    chain: tuple[str, ...],
+    targets: list[Target],
+    releases: list[ReleasePlan],
+    revision: str,
+    helm_major: int | None = None,
 ) -> Plan:
     """The Plan data for release plans computed in chain order."""
     envs: list[EnvironmentPlan] = []
@@ -44,4 +50,4 @@ def assemble(
     from promote import fingerprint
 
     key = fingerprint.key_id(fingerprint.plan_key())
-    return Plan(target=target, revision=revision, environments=tuple(envs), digest_key=key)
+    return Plan(target=target, revision=revision, environments=tuple(envs), digest_key=key, helm_major=helm_major)

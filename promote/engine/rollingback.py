@@ -164,7 +164,9 @@ def _rollback_release(
             return again
     # Not reproducible from Git (dirty tree, command-line values, or a revision promote did not make).
     helm = runtime.helm_for(runtime.cluster(t.context), context=t.context, wait=aopts.timeout)
-    asyncio.run(helm.rollback(t.env.release, t.env.namespace, step.number, aopts.timeout))
+    target = next((r for r in step.hist.records if r.revision == step.number), None)
+    server_side = target is not None and target.server_side
+    asyncio.run(helm.rollback(t.env.release, t.env.namespace, step.number, aopts.timeout, server_side))
     return _rolled_back(runtime, t, f"helm rollback to revision {step.number}")
 
 

@@ -117,6 +117,10 @@ class Runtime:
         if self._helm_version is None:
             self._helm_version = binary.prefetch_version(binary.executable())
 
+    def helm_major(self) -> int:
+        """3 or 4: flags and how helm applies objects differ."""
+        return int(self.helm_version().lstrip("v").split(".")[0] or 3)
+
     def helm_version(self) -> str:
         """The version of the helm this run uses, waiting for a prefetch if one runs."""
         prefetch, self._helm_version = self._helm_version, None

@@ -24,7 +24,7 @@ from promote.engine.runtime import Runtime
 from promote.engine.workspace import Target
 from promote.errors import PromoteError
 from promote.plan import ReleasePlan
-from promote.release import ReleaseHistory
+from promote.release import ReleaseHistory, applies_server_side
 from promote.snapshot import FEW_RELEASES, Snapshot
 from promote.values import Violation
 
@@ -49,6 +49,7 @@ class Scheduler:
         self.helm_slots = asyncio.Semaphore(_parallelism())
         self.pool = ThreadPoolExecutor(max_workers=API_THREADS, thread_name_prefix="promote-api")
         self.helm_version = runtime.helm_version()
+        self.helm_major = int(self.helm_version.lstrip("v").split(".")[0] or 3)
         self.early: dict[int, asyncio.Task[tuple[list[dict[str, Any]], str, bool]]] = {}
         self.snapshots: dict[str | None, Snapshot] = {}
         self.pacer: Pacer | None = None
@@ -184,7 +185,16 @@ class Scheduler:
             assert self.pacer is not None
             async with self.pacer.slots:
                 plan = await asyncio.get_running_loop().run_in_executor(
-                    self.pool, compare, self.snapshots[t.context], t, rendered[0], hist, base, rendered[1], details
+                    self.pool,
+                    compare,
+                    self.snapshots[t.context],
+                    t,
+                    rendered[0],
+                    hist,
+                    base,
+                    rendered[1],
+                    details,
+                    applies_server_side(hist, self.helm_major),
                 )
             return Reconciled(target=t, plan=plan, history=hist, rendered=rendered[0], objects=tuple(details or ()))
         except PromoteError as e:
@@ -204,8 +214,9 @@ class Scheduler:
             cached, fresh = await self._cached_or_fresh(i, t, cluster, upgrade)
             # Only a deployed release can be proven unchanged from a cached render.
             if cached is not None and upgrade:
+                ssa = applies_server_side(hist, self.helm_major)
                 quick = await loop.run_in_executor(
-                    self.pool, prove_unchanged, snap, t, cached[0], hist, base, cached[1]
+                    self.pool, prove_unchanged, snap, t, cached[0], hist, base, cached[1], ssa
                 )
                 if quick is not None:
                     return hist, quick, ([dict(o) for o in cached[0]], cached[1])

@@ -21,10 +21,20 @@ from promote.cluster import ApiError, Cluster
 from promote.engine.core import Reconciled, reconcile
 from promote.engine.runtime import Runtime
 from promote.engine.workspace import ApplyOptions, Target
-from promote.errors import HelmError, Interrupted, PromoteError
+from promote.errors import GateBlocked, HelmError, Interrupted, PromoteError
 from promote.lock import EnvLock
 from promote.model import CrdPolicy
-from promote.release import ReleaseHistory, ReleaseRecord, history, last_good, restore_point, stamp, unverified
+from promote.plan import ConflictPolicy
+from promote.release import (
+    ReleaseHistory,
+    ReleaseRecord,
+    applies_server_side,
+    history,
+    last_good,
+    restore_point,
+    stamp,
+    unverified,
+)
 from promote.results import Event, Outcome, ReleaseResult
 
 if TYPE_CHECKING:
@@ -79,6 +89,13 @@ class ReleaseSync:
     def _phases(self) -> ReleaseResult:
         hist, crashed = self._recover()
         done, message, hist = self._plan(hist, crashed)
+        conflicts = [f"{c.kind} {c.name} .{x.field} ({x.manager})" for c in done.plan.changes for x in c.conflicts]
+        if conflicts and self.aopts.on_conflict is ConflictPolicy.STOP:
+            # Appeared since the plan the apply started from (which is checked first): still nothing forced.
+            raise GateBlocked(
+                f"release {self.target.env.release}: fields owned by other managers, nothing was applied "
+                f"(--on-conflict stop): {', '.join(conflicts)}"
+            )
         if not done.plan.has_changes:
             return self._result(Outcome.UNCHANGED, done.plan.current_revision, message)
         return self._upgrade(done, hist)
@@ -158,6 +175,7 @@ class ReleaseSync:
                         description=self.promo.description(),
                         timeout=self.aopts.timeout,
                         wait=helm_waits,
+                        server_side=applies_server_side(hist, self.helm.major),
                     )
                 )
             except PromoteError as e:
@@ -305,7 +323,7 @@ def restore_promoted(runtime: Runtime, t: Target, aopts: ApplyOptions) -> str:
             raise HelmError(f"nothing to restore: release {release} in {ns} has no deployed revision")
         helm = runtime.helm_for(cluster, context=t.context, wait=aopts.timeout)
         lock.ensure_held()
-        asyncio.run(helm.rollback(release, ns, deployed.revision, aopts.timeout))
+        asyncio.run(helm.rollback(release, ns, deployed.revision, aopts.timeout, deployed.server_side))
         objs = [o for o in deployed.manifest if "metadata" in o]
         h = sync.wait_healthy(cluster, ns, objs, aopts.timeout)
         if h.status != health.HealthStatus.HEALTHY:
@@ -340,7 +358,7 @@ def restore(runtime: Runtime, t: Target, good: ReleaseRecord | None, aopts: Appl
     if good is None:
         asyncio.run(helm.uninstall(release, ns, aopts.timeout))
         return "uninstalled (it had no earlier good revision)"
-    asyncio.run(helm.rollback(release, ns, good.revision, aopts.timeout))
+    asyncio.run(helm.rollback(release, ns, good.revision, aopts.timeout, good.server_side))
     return f"rolled back to revision {good.revision}"
 
 

@@ -18,6 +18,7 @@ from promote import model, redact, yamlio
 from promote import values as vals
 from promote.chart import ChartInfo, chart_default_values, chart_info, chart_schema, parsed
 from promote.errors import ConfigError
+from promote.plan import ConflictPolicy
 from promote.source import Source
 
 
@@ -48,6 +49,7 @@ class ApplyOptions:
     allow_dirty: bool = False
     unpin: bool = False  # release a pin left by `promote rollback` instead of respecting it
     reason: str = ""  # why a rollback was made, recorded on the pin it leaves
+    on_conflict: ConflictPolicy = ConflictPolicy.TAKE  # fields other managers own (Helm 4 server-side apply)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ pyhelm3 costs ~0.1 s to load.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ from promote.helm import binary
 from promote.helm.failure import classify
 
 HELM_TIMEOUT = 300.0
+# Whether the helm upgrade or rollback this task runs applies server-side (Helm 4): only then may it
+# force conflicts (helm refuses --force-conflicts for a release it applies client-side).
+_SERVER_SIDE: contextvars.ContextVar[bool] = contextvars.ContextVar("promote_helm_server_side", default=False)
 
 
 class ArgvCommand(Command):  # type: ignore[misc]
@@ -38,7 +42,7 @@ class ArgvCommand(Command):  # type: ignore[misc]
 
     def _argv(self, command: list[Any]) -> list[str]:
         argv = [self._executable, *(str(p) for p in command)]
-        if self.helm_major >= 4 and command[:1] in (["upgrade"], ["rollback"]):
+        if self.helm_major >= 4 and command[:1] in (["upgrade"], ["rollback"]) and _SERVER_SIDE.get():
             # Helm 4 applies server-side: after `kubectl scale`, kubectl owns .spec.replicas and the
             # upgrade would stop on the conflict. Git is the source of truth, so helm takes the fields
             # the chart declares back, as Helm 3's three-way merge does.
@@ -186,8 +190,14 @@ class Helm:
         description: str,
         timeout: float,
         wait: bool,
+        server_side: bool = False,
     ) -> int:
-        """helm upgrade --install (rolling back on failure and waiting when `wait`); the new revision."""
+        """helm upgrade --install (rolling back on failure and waiting when `wait`); the new revision.
+
+        `server_side`: Helm 4 applies this one server-side (release.applies_server_side); it then takes the
+        fields the chart sets from any other field manager, as a three-way merge does.
+        """
+        _SERVER_SIDE.set(server_side)
         rev = await self.client.install_or_upgrade_release(
             release,
             self.chart(info),
@@ -208,8 +218,12 @@ class Helm:
         )
         return int(rev.revision)
 
-    async def rollback(self, release: str, namespace: str, revision: int | None, timeout: float) -> None:
-        """helm rollback to a revision (the previous one when None), waiting for it."""
+    async def rollback(
+        self, release: str, namespace: str, revision: int | None, timeout: float, server_side: bool = False
+    ) -> None:
+        """helm rollback to a revision (the previous one when None), waiting for it; `server_side` when
+        Helm 4 applied that revision server-side (it rolls back the same way)."""
+        _SERVER_SIDE.set(server_side)
         await self.command.rollback(release, revision, namespace=namespace, wait=True, timeout=f"{int(timeout)}s")
 
     async def uninstall(self, release: str, namespace: str, timeout: float) -> None:

@@ -84,11 +84,11 @@ class View:
 
     # --- plan --------------------------------------------------------------------------------------
 
-    def plan(self, plan: Plan, *, show_unchanged: bool = False) -> str:
+    def plan(self, plan: Plan, *, show_unchanged: bool = False, on_conflict: str = "take") -> str:
         """A plan, terraform-style for people."""
         if not self.fmt.human:
             return self.dump(plan.to_dict())
-        return PlanView(self.layout, show_unchanged=show_unchanged).render(plan)
+        return PlanView(self.layout, show_unchanged=show_unchanged, on_conflict=on_conflict).render(plan)
 
     # --- apply -------------------------------------------------------------------------------------
 

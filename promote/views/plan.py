@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from promote.plan import Action, FieldChange, Plan, ReleasePlan, ResourceChange
+from promote.plan import Action, ApplyMethod, FieldChange, Plan, ReleasePlan, ResourceChange
 from promote.views.layout import Layout, text_width, truncate_middle, wrap
 
 SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.UNCHANGED: "="}
@@ -62,9 +62,10 @@ def where(c: ResourceChange) -> str:
 class PlanView:
     """One plan as lines of text, for a layout."""
 
-    def __init__(self, layout: Layout, *, show_unchanged: bool = False) -> None:
+    def __init__(self, layout: Layout, *, show_unchanged: bool = False, on_conflict: str = "take") -> None:
         self.layout = layout
         self.show_unchanged = show_unchanged
+        self.on_conflict = on_conflict
 
     def render(self, plan: Plan) -> str:
         """The whole plan: its revision, every environment, and the summary (or `No changes.`)."""
@@ -93,6 +94,8 @@ class PlanView:
         state = f"revision {rel.current_revision}, {rel.current_status}" if rel.current_revision else "not installed"
         if rel.current_unverified:
             state += ", never seen healthy (an apply stopped while waiting for it)"
+        if rel.apply_method is ApplyMethod.SERVER_SIDE:
+            state += ", server-side apply"
         if (rel.current_status or "").startswith("pending-"):
             state += (
                 ": a helm operation was stopped midway or still runs; apply recovers it once no apply holds the lock"
@@ -141,4 +144,8 @@ class PlanView:
         for f in c.fields:
             symbol, parts = change_parts(f)
             out.extend(field_lines(f"{symbol} {f.path}:", parts, self.layout, indent=8))
+        for x in c.conflicts:
+            then = "apply takes it over" if self.on_conflict == "take" else "apply stops (--on-conflict stop)"
+            text = click.style("! conflict: ", fg="red") + f"{x.field} is owned by {x.manager}; {then}"
+            out.extend(wrap(text, self.layout, indent=8))
         return out

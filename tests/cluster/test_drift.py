@@ -10,9 +10,11 @@ edit made by a person with kubectl is.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from devcluster.cluster import helm4_binary
 from devcluster.kube import Kube
 from tests.support.cli import (
     Deployed,
@@ -26,9 +28,9 @@ from tests.support.cli import (
     replicas,
     status_json,
 )
-from tests.support.helm import stored_revisions
+from tests.support.helm import helm_major, stored_revisions
 from tests.support.kube import b64, delete_a_pod, get, kubectl, managers, patch_as, release_pods, restarts
-from tests.support.repo import APP, CHART_PASSWORD, CONFIGMAP, PROD_RELEASE, SECRET
+from tests.support.repo import APP, CHART_PASSWORD, CONFIGMAP, PROD_RELEASE, SECRET, load_definition, make_repo
 from tests.support.wait import wait_for, wait_past_sync_second
 
 
@@ -296,3 +298,74 @@ def test_a_hand_edited_secret_is_drift_and_no_value_appears_anywhere(kube: Kube,
     # The drifted Secret is part of the diff, its value masked: a drifted resource without a hunk says nothing.
     assert f"--- live/Secret/{ns}/{SECRET}" in diff.stdout, diff.stdout
     assert f"+++ git/Secret/{ns}/{SECRET}" in diff.stdout
+
+
+# --- Helm 4: server-side apply and its conflicts ---------------------------------------------------
+
+
+def test_a_kubectl_scale_is_forecast_as_a_conflict_and_apply_resolves_it_as_planned(
+    kube: Kube, deployed: Deployed
+) -> None:
+    """Under Helm 4 (server-side apply), `kubectl scale` makes another field manager own .spec.replicas:
+    plan names the conflict and what apply will do; --on-conflict stop changes nothing, take reverts it.
+    Under Helm 3 (client-side, a three-way merge) there is no such thing: plan says client-side and apply
+    reverts the edit. Either way, no apply fails on something plan did not show."""
+    d = deployed
+    _scale(d, 5)
+    plan = json.loads(expect(cli(d.repo, "plan", "prod", "-o", "json"), 0, "plan").stdout)
+    (rel,) = plan["environments"][1]["releases"]
+    (dep,) = [c for c in rel["changes"] if c["kind"] == "Deployment"]
+    assert [(f["path"], f["from"], f["to"]) for f in dep["fields"]] == [("spec.replicas", 5, 3)]
+    text = " ".join(expect(cli(d.repo, "plan", "prod"), 0, "plan").stdout.split())  # wrapped at 80 columns
+    if helm_major() >= 4:
+        assert plan["helmMajor"] == 4 and rel["applyMethod"] == "server-side"
+        (conflict,) = dep["conflicts"]
+        assert conflict["field"] == "spec.replicas" and conflict["manager"].startswith("kubectl")
+        assert "! conflict: spec.replicas is owned by kubectl" in text and "apply takes it over" in text
+        stop_text = " ".join(expect(cli(d.repo, "plan", "prod", "--on-conflict", "stop"), 0, "plan").stdout.split())
+        assert "apply stops (--on-conflict stop)" in stop_text
+        before = stored_revisions(kube, d.prod_ns, PROD_RELEASE)
+        stopped = expect(cli(d.repo, "apply", "prod", "--on-conflict", "stop", "--yes"), 3, "apply, stop")
+        assert "Deployment" in stopped.output and "spec.replicas (owned by kubectl" in " ".join(stopped.output.split())
+        assert replicas(kube, d) == 5 and stored_revisions(kube, d.prod_ns, PROD_RELEASE) == before
+    else:
+        assert plan["helmMajor"] == 3 and rel["applyMethod"] == "client-side"
+        assert "conflicts" not in dep and "conflict" not in text
+    apply_prod(d.repo)
+    assert replicas(kube, d) == 3
+    if helm_major() >= 4:
+        owners = [
+            e["manager"]
+            for e in kube.get(d.deployment_path)["metadata"]["managedFields"]
+            if "f:replicas" in (e.get("fieldsV1") or {}).get("f:spec", {})
+        ]
+        assert owners == ["helm"], f"helm took .spec.replicas over: {owners}"
+    expect(cli(d.repo, "plan", "prod", "--detailed-exitcode"), 0, "nothing left to do")
+
+
+def test_a_release_helm_3_installed_stays_client_side_under_helm_4(
+    tmp_path: Path, kube: Kube, make_namespace: Callable[[], str]
+) -> None:
+    """Helm 4 upgrades a release the way it was applied (--server-side=auto): a Helm 3 install stays
+    client-side, where helm refuses --force-conflicts. promote plans it so and applies it cleanly."""
+    helm3 = {"PROMOTE_HELM": str(Path(sys.executable).parent / "helm")}
+    helm4 = {"PROMOTE_HELM": str(helm4_binary())}
+    d = Deployed(make_repo(tmp_path, make_namespace(), make_namespace()), "", "")
+    d = Deployed(d.repo, *(e["namespace"] for e in load_definition(d.repo)["environments"]))
+    expect(cli(d.repo, "apply", "prod", "--yes", env=helm3), 0, "apply with Helm 3")
+    _scale(d, 5)
+    plan = json.loads(expect(cli(d.repo, "plan", "prod", "-o", "json", env=helm4), 0, "plan, Helm 4").stdout)
+    assert plan["helmMajor"] == 4
+    (rel,) = plan["environments"][1]["releases"]
+    assert rel["applyMethod"] == "client-side"
+    (dep,) = [c for c in rel["changes"] if c["kind"] == "Deployment"]
+    assert [(f["path"], f["from"], f["to"]) for f in dep["fields"]] == [("spec.replicas", 5, 3)]
+    assert "conflicts" not in dep
+    expect(cli(d.repo, "apply", "prod", "--yes", env=helm4), 0, "apply with Helm 4")
+    assert replicas(kube, d) == 3
+    saved = tmp_path / "plan.json"
+    _scale(d, 4)
+    expect(cli(d.repo, "plan", "prod", "--out", str(saved), env=helm3), 0, "plan --out with Helm 3")
+    refused = expect(cli(d.repo, "apply", "prod", "--plan", str(saved), env=helm4), 1, "apply --plan with Helm 4")
+    assert "made with Helm 3, this apply runs Helm 4" in " ".join(refused.output.split())
+    assert replicas(kube, d) == 4

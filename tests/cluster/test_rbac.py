@@ -193,7 +193,7 @@ def test_a_cluster_scoped_object_in_the_chart_stops_apply_naming_the_permission(
     # Allowed to read them, not to create them: the server-side dry run names `create`.
     reader = [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["get", "list"]}]
     with cluster_grant(kube, ci.account, f"{ci.account.namespace}-read-clusterroles", reader):
-        text = ci.run("apply", "prod", *APPLY, code=1).output
+        text = " ".join(ci.run("apply", "prod", *APPLY, code=1).output.split())  # errors wrap at 80 columns
     assert 'cannot create resource "clusterroles" in API group "rbac.authorization.k8s.io" at the cluster scope' in text
     assert text.count("Error: ") == 1, text
 
@@ -211,14 +211,14 @@ def test_creating_a_missing_namespace_is_refused_up_front_naming_create_namespac
     commit(ci.repo, "prod moves to a new namespace")
 
     # Only RoleBindings: the account has no rights in a namespace that does not exist, and cannot see it.
-    text = ci.run("plan", "prod", code=1).output
+    text = " ".join(ci.run("plan", "prod", code=1).output.split())  # errors wrap at 80 columns
     assert f'cannot list resource "secrets" in API group "" in the namespace "{missing}"' in text
 
     # `edit` everywhere (a ClusterRoleBinding): it sees the namespace is missing, and the plan creates it;
     # apply asks the authorizer first and stops before default is touched.
     reader = [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]}]
     with cluster_grant(kube, ci.account, f"{ci.account.namespace}-read-namespaces", reader):
-        text = ci.run("plan", "prod", code=1).output
+        text = " ".join(ci.run("plan", "prod", code=1).output.split())
         assert f"namespace {missing} does not exist: create it and bind the account there" in text
         assert "`create namespaces` at the cluster scope" in text
 
