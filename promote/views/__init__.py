@@ -146,7 +146,8 @@ class View:
         failed = counts[Outcome.FAILED] + counts[Outcome.ROLLED_BACK]
         tally = f"{counts[Outcome.SYNCED]} synced, {counts[Outcome.UNCHANGED]} unchanged, {failed} failed"
         done = env.outcome in (Outcome.SYNCED, Outcome.UNCHANGED) and env.synced_to
-        when = f"to {env.synced_to} in {_seconds(env.duration)}" if done else f"after {_seconds(env.duration)}"
+        at = "to" if env.outcome == Outcome.SYNCED else "at"  # "unchanged at main (…)", not "unchanged to"
+        when = f"{at} {env.synced_to} in {_seconds(env.duration)}" if done else f"after {_seconds(env.duration)}"
         health = f"; {env.health.value}" if env.health is not None else ""
         return f"{env.outcome.value} {when}: {tally}{health}"
 
