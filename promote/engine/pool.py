@@ -118,45 +118,58 @@ class _Threads(Generic[T, R]):
         self.done: queue.Queue[tuple[int, Outcome[R]]] = queue.Queue()
         self.lock = threading.Lock()
         self.live: dict[int, int] = {}  # job → its thread's ident, while an interrupt may be raised in it
+        self.interrupted = False  # set under `lock`, with the interrupts raised in the live threads
 
     def run(self) -> Ran[R]:
         pending = list(range(len(self.items)))
         threads: dict[int, threading.Thread] = {}
         stop = interrupted = False
-        while True:
-            try:
-                while not stop and len(threads) < self.concurrency:
-                    i = next((i for i in pending if _ready(i, self.after, self.outcomes)), None)
-                    if i is None:
-                        break
-                    pending.remove(i)
-                    self.outcomes[i] = Outcome(started=True)
-                    threads[i] = threading.Thread(target=self._job, args=(i,), name=f"promote-sync-{i}")
-                    threads[i].start()
-                if not threads:
-                    break
+        try:
+            while True:
                 try:
-                    i, outcome = self.done.get(timeout=_POLL)
-                except queue.Empty:
-                    continue
-                threads.pop(i).join()
-                self.outcomes[i] = outcome
-                if outcome.error is not None:
-                    stop = True
-            except KeyboardInterrupt:
-                if not interrupted:
-                    stop = interrupted = True
-                    self._interrupt()
-                # A second one is not passed on: the running jobs are restoring their releases.
+                    while not stop and self._running() < self.concurrency:
+                        i = next((i for i in pending if _ready(i, self.after, self.outcomes)), None)
+                        if i is None:
+                            break
+                        pending.remove(i)
+                        threads[i] = threading.Thread(target=self._job, args=(i,), name=f"promote-sync-{i}")
+                        self.outcomes[i] = Outcome(started=True)
+                        threads[i].start()
+                    if not self._running():
+                        break
+                    try:
+                        i, outcome = self.done.get(timeout=_POLL)
+                    except queue.Empty:
+                        continue
+                    self.outcomes[i] = outcome
+                    stop = stop or outcome.error is not None
+                except KeyboardInterrupt:
+                    for i, t in threads.items():
+                        if t.ident is None:  # the interrupt came between making the thread and starting it
+                            self.outcomes[i] = Outcome()
+                    if not interrupted:
+                        stop = interrupted = True
+                        self._interrupt()
+                    # A second one is not passed on: the running jobs are restoring their releases.
+        finally:
+            for t in threads.values():
+                if t.ident is not None:
+                    t.join()
         return Ran(self.outcomes, interrupted)
+
+    def _running(self) -> int:
+        return sum(1 for o in self.outcomes if o.started and not o.finished)
 
     def _job(self, i: int) -> None:
         with self.lock:
             self.live[i] = threading.get_ident()
+            late = self.interrupted  # started just as the interrupt came: it is not to begin
         result: R | None = None
         error: BaseException | None = None
         try:
             try:
+                if late:
+                    raise KeyboardInterrupt
                 result = self.work(self.items[i])
             except BaseException as e:  # kept, not lost with the thread; the caller decides
                 error = e
@@ -171,6 +184,7 @@ class _Threads(Generic[T, R]):
     def _interrupt(self) -> None:
         """KeyboardInterrupt in every running job's thread, then SIGINT to our helm children to wake them."""
         with self.lock:
+            self.interrupted = True
             for ident in self.live.values():
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
         for pid in _helm_children():
