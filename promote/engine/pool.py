@@ -4,7 +4,7 @@ A small scheduler over any work function, so its rules are tested without a clus
 `concurrency` jobs run at once; a job starts once every job it comes after has succeeded, the first
 ready in definition order first; a failure stops new jobs from starting and lets the running ones
 finish; outcomes come back in definition order, whatever finished first. With a concurrency of 1
-the jobs run in the caller's thread, one after another, as they did before there was a pool.
+(or a single job) the jobs run in the caller's thread, one after another, as before there was a pool.
 
 Ctrl-C and SIGTERM reach only the main thread. The pool then stops starting jobs, raises
 KeyboardInterrupt in the thread of every job still running (where a release sync restores its
@@ -79,10 +79,11 @@ def run(
 ) -> Ran[R]:
     """Run `work` over `items`, at most `concurrency` at once, item i only after the items `after[i]`
     (indices) succeeded. An exception stops new items from starting; it is kept in the item's outcome.
-    With a concurrency of 1, KeyboardInterrupt propagates from the caller's thread as it comes."""
+    Run in the caller's thread (a concurrency of 1, or one item), KeyboardInterrupt propagates as it
+    comes."""
     if len(after) != len(items):
         raise ValueError("one `after` entry per item")
-    if concurrency <= 1:
+    if concurrency <= 1 or len(items) <= 1:
         return _inline(items, after, work)
     return _Threads(items, after, work, concurrency).run()
 

@@ -186,3 +186,11 @@ def test_an_interrupt_reaches_every_running_job_and_starts_no_more() -> None:
     assert all(isinstance(o.error, KeyboardInterrupt) for o in ran.outcomes[:2])
     assert [o.started for o in ran.outcomes[2:]] == [False, False]
     assert not [t for t in threading.enumerate() if t.name.startswith("promote-sync-")]
+
+
+def test_a_single_job_runs_in_the_callers_thread() -> None:
+    names: list[str] = []
+    ran = pool.run(["only"], [[]], lambda item: names.append(threading.current_thread().name), concurrency=4)
+
+    assert names == [threading.current_thread().name]
+    assert ran.outcomes[0].ok
