@@ -15,6 +15,13 @@ and in one run times each measurement `--repeat` times:
     apply one app      promote apply prod --app APP0 after committing a change of its app-wide values
     raw helm           helm upgrade --install --wait of the same chart, default then prod, value changed
     no-op re-apply     promote apply prod --app APP0 again; helm revisions must not move
+    apply many         promote apply prod after a committed change of every app (both environments,
+                       --concurrency as given), against the sequential raw loop over as many releases:
+                       helm upgrade --install --wait of each, one after another, a value changed
+
+`--chart create` runs it all on the chart `helm create` makes, plus a ConfigMap and a Secret (bench/charts/
+create), instead of bench/charts/svc. `--only NAME,…` takes only the named measurements (with what they
+need deployed first), for a quick look at one of them.
 
 It prints a table of medians and the issue's target ratios (PASS/MISS), and writes every sample to
 bench/out/results-<sha>-<timestamp>.json. Timing never fails the run: the exit code is 1 only when a
@@ -358,12 +365,23 @@ class Bench:
     """One benchmark run: the tools, the generated repository, and the measurements taken so far."""
 
     def __init__(
-        self, tools: Tools, repo: Path, apps: int, repeat: int, work: Path, cache_dir: Path, deploy: str
+        self,
+        tools: Tools,
+        repo: Path,
+        apps: int,
+        repeat: int,
+        work: Path,
+        cache_dir: Path,
+        deploy: str,
+        chart: str = "svc",
+        only: Sequence[str] = (),
+        concurrency: int = 4,
     ) -> None:
         self.tools, self.repo, self.apps, self.repeat, self.work = tools, repo, apps, repeat, work
         self.deploy = deploy
         self.cache_dir = cache_dir
-        self.chart = str(repo / generate.CHART_DIR)
+        self.shape, self.only, self.concurrency = chart, set(only), concurrency
+        self.chart = str(repo / generate.chart_dir(chart))
         self.releases = releases(apps, work / "values")
         self.app0 = generate.app_name(0, apps)
         self.measurements: dict[str, Measurement] = {}
@@ -427,8 +445,14 @@ class Bench:
 
     def commit_app0(self, revision: int) -> str:
         """Change APP0's app-wide values (image tag and a config key), commit; the new sha."""
-        generate.write_app(self.repo, 0, self.apps, revision)
+        generate.write_app(self.repo, 0, self.apps, revision, self.shape)
         return generate.commit_all(self.repo, f"bench: {self.app0} revision {revision}")
+
+    def commit_every_app(self, revision: int) -> str:
+        """Change every app's app-wide values, commit; the new sha."""
+        for i in range(self.apps):
+            generate.write_app(self.repo, i, self.apps, revision, self.shape)
+        return generate.commit_all(self.repo, f"bench: every app at revision {revision}")
 
     # measurements
 
@@ -585,13 +609,41 @@ class Bench:
             raw.samples.append(time.perf_counter() - start)
         m.notes.append(f"each sample: 1 upgrade per environment ({len(moved)} helm revisions moved by 1)")
 
-    def _helm_upgrade(self, r: Release, revision: int) -> Run:
-        """helm upgrade --install --wait of one raw release with APP0's values at `revision`."""
+    def _helm_upgrade(self, r: Release, revision: int, index: int = 0) -> Run:
+        """helm upgrade --install --wait of one raw release with app `index`'s values at `revision`."""
         env_name = r.env
-        values = write_values(self.work / "values" / f"{r.name}-{revision}.json", 0, env_name, revision)
+        values = write_values(self.work / "values" / f"{r.name}-{revision}.json", index, env_name, revision)
         argv = [self.tools.helm, "upgrade", "--install", r.name, self.chart, "-n", r.namespace, "-f", values]
         argv += ["--wait", "--timeout", HELM_WAIT]
         return run_measured(argv, self.tools.env, HELM_TIMEOUT)
+
+    def apply_many(self, m: Measurement, raw: Measurement) -> None:
+        """promote apply prod after a change of every app, vs the sequential raw helm loop, alternating."""
+        index = {generate.app_name(i, self.apps): i for i in range(self.apps)}
+        raw_releases = [Release(r.app, r.env, f"{r.name}-raw", r.namespace, r.values_file) for r in self.releases]
+        raw.load_average = os.getloadavg()
+        raw.notes.append(f"{len(raw_releases)} releases <release>-raw, installed untimed first, in parallel")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=HELM_DEPLOY_WORKERS) as pool:
+            list(pool.map(lambda r: check(self._helm_upgrade(r, 0, index[r.app])), raw_releases))
+        m.notes.append(f"--concurrency {self.concurrency}; {len(self.releases)} releases changed per sample")
+        for k in range(1, self.repeat + 1):
+            revision = 1000 + k  # apart from apply_one's revisions
+            self.commit_every_app(revision)
+            run = check(
+                self.promote(
+                    "apply", TARGET_ENV, "--concurrency", str(self.concurrency), "-o", "json", timeout=APPLY_TIMEOUT
+                )
+            )
+            result = json.loads(run.stdout)
+            synced = [r["outcome"] for e in result["environments"] for r in e["releases"]].count("synced")
+            if synced != len(self.releases):
+                raise BenchError(f"apply after a change of every app synced {synced}/{len(self.releases)} releases")
+            m.samples.append(run.seconds)
+            m.details.append(env_durations(run))
+            start = time.perf_counter()
+            for r in raw_releases:
+                check(self._helm_upgrade(r, revision, index[r.app]))
+            raw.samples.append(time.perf_counter() - start)
 
     def noop_apply(self, m: Measurement) -> None:
         """promote apply of APP0 with nothing changed: no helm upgrade may run."""
@@ -612,8 +664,15 @@ class Bench:
         if total_moved:
             self.oddities.append(f"{m.name}: the no-op re-apply ran {total_moved} helm upgrade(s)")
 
+    def wanted(self, *names: str) -> bool:
+        """Whether any of these measurements is taken (all are, without --only)."""
+        return not self.only or bool(self.only & set(names))
+
     def run_all(self) -> None:
         """Every measurement, in an order that needs no clean-up in between."""
+        if self.only:
+            self.run_only()
+            return
         ms = self.measurement
         self.step(ms("render_floor", "helm template of every release, parallel on all cores"), self.render_floor)
         # The same floor in the environment promote gives each helm template (Go's GC off, a locale with
@@ -635,6 +694,23 @@ class Bench:
         raw = ms("raw_helm", "helm upgrade --install --wait, default then prod, a value changed")
         self.step(one, lambda m: self.apply_one(m, raw))
         self.step(ms("noop_apply", f"promote apply prod --app {self.app0}, nothing changed"), self.noop_apply)
+        self.take_apply_many()
+
+    def take_apply_many(self) -> None:
+        """apply many and its raw helm loop."""
+        many = self.measurement("apply_many", f"promote apply prod after a change of all {self.apps} apps")
+        loop = self.measurement("raw_helm_loop", "sequential helm upgrade --install --wait of as many releases")
+        self.step(many, lambda m: self.apply_many(m, loop))
+
+    def run_only(self) -> None:
+        """The measurements --only names, after deploying everything when they need it."""
+        ms = self.measurement
+        if self.wanted("plan_warm", "apply_many"):
+            self.step(ms("apply_all", "promote apply prod over every app (informational)"), self.apply_all)
+        if self.wanted("plan_warm"):
+            self.step(ms("plan_warm", "promote plan prod, everything deployed, nothing changed"), self.plan_warm)
+        if self.wanted("apply_many"):
+            self.take_apply_many()
 
 
 # --- report ----------------------------------------------------------------------------------------------
@@ -666,18 +742,23 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def targets(b: Bench) -> list[Target]:
     """The issue's targets, computed from the medians."""
     med = {name: m.median for name, m in b.measurements.items()}
-    rss = b.measurements["plan_cold"].maxrss_mb + b.measurements["plan_warm"].maxrss_mb
+    rss = [mb for name in ("plan_cold", "plan_warm") if name in b.measurements for mb in b.measurements[name].maxrss_mb]
     upgrades = b.info.get("noop_helm_upgrades")
     return [
-        Target("cold plan / render floor", ratio(med["plan_cold"], med["render_floor"]), 1.3),
-        Target("cold plan / baseline", ratio(med["plan_cold"], med["baseline"]), 0.45),
-        Target("warm plan / baseline", ratio(med["plan_warm"], med["baseline"]), 0.15),
-        Target("apply one app / raw helm", ratio(med["apply_one"], med["raw_helm"]), 1.1),
+        Target("cold plan / render floor", ratio(med.get("plan_cold"), med.get("render_floor")), 1.3),
+        Target("cold plan / baseline", ratio(med.get("plan_cold"), med.get("baseline")), 0.45),
+        Target("warm plan / baseline", ratio(med.get("plan_warm"), med.get("baseline")), 0.15),
+        Target("apply one app / raw helm", ratio(med.get("apply_one"), med.get("raw_helm")), 1.1),
         Target(
             f"no-op re-apply / warm plan (helm upgrades: {upgrades if upgrades is not None else 'n/a'})",
-            ratio(med["noop_apply"], med["plan_warm"]),
+            ratio(med.get("noop_apply"), med.get("plan_warm")),
             1.0,
             extra_ok=upgrades == 0,
+        ),
+        Target(
+            f"apply {b.apps} changed apps x 2 envs / sequential raw helm loop",
+            ratio(med.get("apply_many"), med.get("raw_helm_loop")),
+            0.3,
         ),
         Target("peak RSS of promote plan (wait4 ru_maxrss)", max(rss) if rss else None, 150.0, " MB"),
     ]
@@ -760,6 +841,13 @@ def main(argv: list[str] | None = None) -> int:
         "parallel helm installs (faster; promote's first apply of app-00 then records it)",
     )
     parser.add_argument(
+        "--chart", choices=generate.CHART_SHAPES, default="svc", help="the apps' chart: bench/charts/<shape>"
+    )
+    parser.add_argument(
+        "--only", default="", metavar="NAME,…", help="take only these measurements (e.g. apply_many,plan_warm)"
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="promote apply --concurrency for apply many")
+    parser.add_argument(
         "--promote-ref",
         metavar="REF",
         help="measure promote/ as committed at this Git ref of the repository (default: the installed promote)",
@@ -787,14 +875,26 @@ def main(argv: list[str] | None = None) -> int:
         tools = make_tools(work, args.promote_ref, work / "promote-cache")
         log(f"generating {args.apps} apps in {work / 'repo'}")
         repo = work / "repo"
-        results["benchRepoSha"] = generate.generate(repo, args.apps)
+        results["benchRepoSha"] = generate.generate(repo, args.apps, args.chart)
         log(f"starting a fresh dev cluster in {state_dir}")
         cluster_started = True
         tools.env["KUBECONFIG"] = cluster_up(state_dir)
         for ns in generate.NAMESPACES.values():
             quick([tools.kubectl, "create", "namespace", ns], tools.env)
         results["versions"] = versions(tools)
-        bench = Bench(tools, repo, args.apps, args.repeat, work, work / "promote-cache", args.deploy)
+        only = [n for n in args.only.split(",") if n]
+        bench = Bench(
+            tools,
+            repo,
+            args.apps,
+            args.repeat,
+            work,
+            work / "promote-cache",
+            args.deploy,
+            chart=args.chart,
+            only=only,
+            concurrency=args.concurrency,
+        )
         bench.run_all()
         problems.extend(bench.problems)
         oddities.extend(bench.oddities)

@@ -544,6 +544,14 @@ def _at_least(text: str, minimum: float, option: str) -> float:
     metavar="DURATION",
     help="Lease duration; a crashed apply's lock expires after it.",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    metavar="N",
+    help="How many releases of one environment sync at once (1: one after another).",
+)
 @click.option("--unpin", is_flag=True, help="Release a pin left by `promote rollback` on ENV, then apply.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (never asked without a terminal).")
 @on_conflict_option
@@ -560,6 +568,7 @@ def apply(
     lock_timeout: str,
     lock_ttl: str,
     unpin: bool,
+    concurrency: int,
     yes: bool,
     on_conflict: str,
     **kw: Any,
@@ -580,6 +589,7 @@ def apply(
             timeout=_duration(timeout),
             lock_timeout=_duration(lock_timeout),
             lock_ttl=_at_least(lock_ttl, 1.0, "--lock-ttl"),
+            concurrency=concurrency,
             only=only,
             allow_dirty=allow_dirty,
             unpin=unpin,
@@ -648,6 +658,14 @@ def apply(
     help="How long to wait for another apply's lock.",
 )
 @click.option("--reason", default="", help="Why, recorded on the pin the rollback leaves.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    metavar="N",
+    help="How many releases of one environment sync at once (1: one after another).",
+)
 @click.pass_obj
 def rollback(
     app: AppContext,
@@ -659,6 +677,7 @@ def rollback(
     timeout: str,
     lock_timeout: str,
     reason: str,
+    concurrency: int,
 ) -> NoReturn:
     """Roll ENV back to the previous promotion and pin it.
 
@@ -671,7 +690,9 @@ def rollback(
     def body() -> int:
         from promote import engine
 
-        aopts = engine.ApplyOptions(timeout=_duration(timeout), lock_timeout=_duration(lock_timeout), reason=reason)
+        aopts = engine.ApplyOptions(
+            timeout=_duration(timeout), lock_timeout=_duration(lock_timeout), reason=reason, concurrency=concurrency
+        )
         result = engine.rollback(_options(app, apps=apps), aopts, env, to, app.progress())
         app.echo(app.view().apply(result))
         return result.exit_code

@@ -117,6 +117,7 @@ class App:
     schema: str | None
     environments: tuple[Environment, ...]
     crds: CrdPolicy = CrdPolicy.CREATE
+    depends_on: tuple[str, ...] = ()  # apps synced healthy before this one, in each environment of both
 
     @property
     def values_at(self) -> ValuesAt:
@@ -346,10 +347,43 @@ def load(source: Source, env_dir: str = ENV_DIR) -> Definitions:
         if doc["app"] in seen_apps:
             problems.append(f"{file.at(['app'])}: app {doc['app']!r} is already defined in {seen_apps[doc['app']]}")
         seen_apps[doc["app"]] = file.rel
+    problems.extend(_dependency_problems(apps))
     if problems:
         raise ConfigError("invalid environment definitions:\n  " + "\n  ".join(problems))
     chain = _chain(apps, shared_order)
     return Definitions(apps=tuple(apps), chain=chain, files=tuple(files))
+
+
+def _dependency_problems(apps: list[App]) -> list[str]:
+    """dependsOn naming an app nobody defines, or going round in a cycle (which apply could never start)."""
+    by_name = {a.name: a for a in apps}
+    problems = [
+        f"{a.file}: dependsOn: unknown app {d!r}{did_you_mean(d, list(by_name))}"
+        for a in apps
+        for d in a.depends_on
+        if d not in by_name
+    ]
+    state: dict[str, int] = {}  # 1: being visited, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for d in by_name[name].depends_on:
+            if d not in by_name:
+                continue
+            if state.get(d) == 1:
+                cycles.append([*path[path.index(d) :], d])
+            elif d not in state:
+                visit(d, [*path, d])
+        state[name] = 2
+
+    for a in apps:
+        if a.name not in state:
+            visit(a.name, [a.name])
+    for cycle in cycles:
+        files = ", ".join(dict.fromkeys(by_name[n].file for n in cycle[:-1]))
+        problems.append(f"{files}: dependsOn goes round in a cycle: {' → '.join(cycle)}")
+    return problems
 
 
 def _defs() -> dict[str, Any]:
@@ -425,6 +459,7 @@ def _resolve_app(
         schema=schema,
         environments=tuple(envs),
         crds=CrdPolicy(doc.get("crds") or CrdPolicy.CREATE),
+        depends_on=tuple(doc.get("dependsOn") or ()),
     )
 
 

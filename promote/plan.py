@@ -144,6 +144,7 @@ class ReleasePlan:
     changes: tuple[ResourceChange, ...] = ()
     # promote made the current revision but never saw it healthy: its apply died while waiting.
     current_unverified: bool = False
+    after: tuple[str, ...] = ()  # apps of this environment apply syncs first (dependsOn)
 
     @property
     def has_changes(self) -> bool:
@@ -176,6 +177,7 @@ class ReleasePlan:
             "currentChartVersion": self.current_chart_version,
             "applyMethod": self.apply_method.value if self.apply_method else None,
             "currentUnverified": self.current_unverified,
+            "after": list(self.after),
             "errors": list(self.errors),
             "changes": [c.to_dict() for c in self.changes],
         }

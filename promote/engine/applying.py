@@ -8,12 +8,14 @@ are never touched.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from promote import gate, pin, record, saved, sync
+from promote.engine import pool
 from promote.engine.core import Reconciled, reconcile
 from promote.engine.gating import gate_checks, pin_checks, pins_of
 from promote.engine.planning import assemble
@@ -74,9 +76,13 @@ class _Run:
     events: list[Event] = field(default_factory=list)
     envs: list[EnvResult] = field(default_factory=list)
 
+    # The releases of an environment sync on threads: one event at a time, so its lines never interleave.
+    said: threading.Lock = field(default_factory=threading.Lock)
+
     def event(self, ev: Event) -> None:
-        self.events.append(ev)
-        self.emit(ev)
+        with self.said:
+            self.events.append(ev)
+            self.emit(ev)
 
     def waiting(self, lock: EnvLock, holder: str) -> None:
         """Said once when the environment's lock is busy."""
@@ -291,23 +297,58 @@ def _apply_env(run: _Run, ws: Workspace, env: str, releases: list[Reconciled]) -
             raise _EnvFailed(result(Outcome.BLOCKED, [], checks), blocked)
         if unpinning:
             _unpin(run, env, targets)
-        results: list[ReleaseResult] = []
-        for r in releases:
-            try:
-                results.append(_sync(run, env, r, locks))
-            except PromoteError as e:
-                t = r.target
-                failed_release = ReleaseResult(
-                    app=t.app.name,
-                    release=t.env.release,
-                    namespace=t.env.namespace,
-                    outcome=Outcome.FAILED,
-                    message=str(e),
-                )
-                env_failed = result(Outcome.FAILED, [*results, failed_release], checks, HealthStatus.DEGRADED)
-                raise _EnvFailed(env_failed, e) from e
+        ran = pool.run(releases, _after(releases), lambda r: _sync(run, env, r, locks), run.aopts.concurrency)
+        results, error = _release_results(releases, ran)
+        if error is not None:
+            raise _EnvFailed(result(Outcome.FAILED, results, checks, HealthStatus.DEGRADED), error)
     outcome = Outcome.SYNCED if any(r.outcome == Outcome.SYNCED for r in results) else Outcome.UNCHANGED
     return result(outcome, results, checks, env_health(run.runtime, targets))
+
+
+def _after(releases: list[Reconciled]) -> list[list[int]]:
+    """For each release, the releases of the same environment its app depends on (dependsOn); an app
+    this apply leaves out (--app) is not waited for."""
+    index = {r.target.app.name: i for i, r in enumerate(releases)}
+    return [[index[d] for d in r.target.app.depends_on if d in index] for r in releases]
+
+
+def _release_results(
+    releases: list[Reconciled], ran: pool.Ran[ReleaseResult]
+) -> tuple[list[ReleaseResult], PromoteError | None]:
+    """Every release's result in definition order, and the error that fails the environment, if any:
+    the interrupt, else the first failure."""
+    results: list[ReleaseResult] = []
+    errors: list[PromoteError] = []
+    failed = [r.target.app.name for r, o in zip(releases, ran.outcomes, strict=True) if o.error is not None]
+    for r, o in zip(releases, ran.outcomes, strict=True):
+        t = r.target
+        if o.ok and o.result is not None:
+            results.append(o.result)
+            continue
+        if o.error is None:
+            why = f"{', '.join(failed)} failed" if failed else "the apply stopped"
+            message = f"not started: {why}" + (" (Ctrl-C or SIGTERM)" if ran.interrupted and not failed else "")
+        else:
+            if isinstance(o.error, Exception) and not isinstance(o.error, PromoteError):
+                raise o.error  # a bug: as unexpected as it was before releases ran on threads
+            e = o.error if isinstance(o.error, PromoteError) else _interrupted(t)
+            errors.append(e)
+            message = str(e)
+        outcome = Outcome.FAILED if o.error is not None else Outcome.SKIPPED
+        results.append(
+            ReleaseResult(
+                app=t.app.name, release=t.env.release, namespace=t.env.namespace, outcome=outcome, message=message
+            )
+        )
+    if ran.interrupted:
+        said = [str(e) for e in errors if isinstance(e, Interrupted)] or ["interrupted"]
+        return results, Interrupted("; ".join(said))
+    return results, errors[0] if errors else None
+
+
+def _interrupted(t: Target) -> Interrupted:
+    """Ctrl-C or SIGTERM that stopped a release's sync before helm changed it (else the sync says so)."""
+    return Interrupted(f"interrupted during the sync of release {t.env.release} in {t.env.namespace}")
 
 
 def _unpin(run: _Run, env: str, targets: list[Target]) -> None:

@@ -6,6 +6,8 @@ object checks are server-side dry runs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from promote.engine.core import reconcile
 from promote.engine.runtime import Runtime
 from promote.engine.workspace import Options, Target, Workspace
@@ -37,7 +39,9 @@ def assemble(
     """The Plan data for release plans computed in chain order."""
     envs: list[EnvironmentPlan] = []
     for env_name in chain:
-        rel = tuple(r for t, r in zip(targets, releases, strict=True) if t.env.name == env_name)
+        here = [(t, r) for t, r in zip(targets, releases, strict=True) if t.env.name == env_name]
+        apps = {t.app.name for t, _ in here}
+        rel = tuple(replace(r, after=tuple(d for d in t.app.depends_on if d in apps)) for t, r in here)
         first = next((t for t in targets if t.env.name == env_name), None)
         envs.append(
             EnvironmentPlan(

@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, replace
 
 from promote import pin, record, sync
+from promote.engine import pool
 from promote.engine.runtime import Runtime
 from promote.engine.syncing import (
     ReleaseSync,
@@ -35,6 +36,7 @@ def rollback(
     `to` is a helm revision number or a Git sha (prefix) of a promotion.
     """
     runtime = runtime or Runtime.for_options(opts)
+    emit = pool.serialized(emit)  # the releases roll back on several threads
     start = runtime.clock.monotonic()
     results: list[ReleaseResult] = []
     revision = "unknown"
@@ -50,11 +52,22 @@ def rollback(
                 steps = [_decide(runtime, t, to) for t in targets]
                 if any(not s.stuck for s in steps):
                     _pin(runtime, env, targets, steps, aopts.reason)
-                for step in steps:
-                    context = runtime.cluster(step.target.context).context
+                context = runtime.cluster(targets[0].context).context if targets else None
+
+                def one(step: _Step) -> ReleaseResult:
                     lock = locks[(step.target.context, step.target.env.namespace)]
                     lock.ensure_held()
-                    results.append(_rollback_release(ws, runtime, step, aopts, emit, lock))
+                    return _rollback_release(ws, runtime, step, aopts, emit, lock)
+
+                # In dependsOn order, as apply: what an app needs is back before the app itself.
+                index = {t.app.name: i for i, t in enumerate(targets)}
+                after = [[index[d] for d in t.app.depends_on if d in index] for t in targets]
+                ran = pool.run(steps, after, one, aopts.concurrency)
+                results.extend(o.result for o in ran.outcomes if o.ok and o.result is not None)
+                if ran.interrupted:
+                    raise KeyboardInterrupt
+                if (error := next((o.error for o in ran.outcomes if o.error is not None), None)) is not None:
+                    raise error
         res = EnvResult(
             name=env,
             context=context,

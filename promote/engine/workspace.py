@@ -45,6 +45,7 @@ class ApplyOptions:
     timeout: float = 300.0
     lock_timeout: float = 60.0
     lock_ttl: float = 30.0
+    concurrency: int = 4  # releases of one environment synced at once (1: one after another)
     only: bool = False
     allow_dirty: bool = False
     unpin: bool = False  # release a pin left by `promote rollback` instead of respecting it

@@ -104,6 +104,8 @@ class PlanView:
         if rel.current_chart_version and rel.chart_version and rel.current_chart_version != rel.chart_version:
             chart = f"{rel.chart} {rel.current_chart_version} → {rel.chart_version}"
         head = f"  {rel.app}: release {rel.release} in {rel.namespace}, chart {chart}"
+        if rel.after:
+            head += f", after {', '.join(rel.after)}"
         if self.layout.wide or text_width(f"{head} ({state})") <= self.layout.width:
             out = [f"{head} ({state})"]
         else:  # what runs now on a line of its own, rather than cut in the middle

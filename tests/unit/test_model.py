@@ -246,3 +246,30 @@ def test_ignore_rule_matching() -> None:
     core = model.IgnoreRule(json_pointers=("/data",), group="", name="cfg")
     assert core.matches("v1", "ConfigMap", "cfg")
     assert not core.matches("v1", "ConfigMap", "other")
+
+
+def test_depends_on_is_kept(tmp_path: Path) -> None:
+    defs = model.load(_repo(tmp_path, {"db.yaml": _app("db", "dev"), "web.yaml": _app("web", "dev", dependsOn=["db"])}))
+    assert {a.name: a.depends_on for a in defs.apps} == {"db": (), "web": ("db",)}
+
+
+def test_depends_on_an_unknown_app_names_the_file(tmp_path: Path) -> None:
+    files = {"db.yaml": _app("db", "dev"), "web.yaml": _app("web", "dev", dependsOn=["dbb"])}
+    with pytest.raises(ConfigError) as e:
+        model.load(_repo(tmp_path, files))
+    assert "environments/web.yaml: dependsOn: unknown app 'dbb' (did you mean 'db'?)" in str(e.value)
+
+
+def test_a_depends_on_cycle_names_its_files(tmp_path: Path) -> None:
+    files = {
+        "a.yaml": _app("a", "dev", dependsOn=["b"]),
+        "b.yaml": _app("b", "dev", dependsOn=["c"]),
+        "c.yaml": _app("c", "dev", dependsOn=["a"]),
+        "d.yaml": _app("d", "dev", dependsOn=["d"]),
+    }
+    with pytest.raises(ConfigError) as e:
+        model.load(_repo(tmp_path, files))
+    text = str(e.value)
+    assert "environments/a.yaml, environments/b.yaml, environments/c.yaml: dependsOn goes round in a cycle" in text
+    assert "a → b → c → a" in text
+    assert "environments/d.yaml: dependsOn goes round in a cycle: d → d" in text
