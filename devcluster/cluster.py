@@ -739,3 +739,45 @@ def restart_kubelet(state_dir: Path) -> int:
         state["pids"] = pids
         _write_state(state_dir, state)
         return pid
+
+
+def kill_component(state_dir: Path, component: str) -> None:
+    """SIGKILL one component of a running cluster, as a crash would (the fault suite kills the apiserver)."""
+    state_dir = state_dir.expanduser().resolve()
+    with _locked(state_dir):
+        pid = int((read_state(state_dir).get("pids") or {}).get(component) or 0)
+        if not pid_alive(pid, state_dir):
+            raise ClusterError(f"{component} is not running in {state_dir}")
+        _signal_group(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10.0
+        while pid_alive(pid, state_dir):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{component} (pid {pid}) survived SIGKILL")
+            time.sleep(0.05)
+
+
+def start_component(state_dir: Path, component: str, timeout: float = 60.0) -> int:
+    """Start one stopped component again on the cluster's ports; for the apiserver, wait for /readyz."""
+    state_dir = state_dir.expanduser().resolve()
+    with _locked(state_dir):
+        state = read_state(state_dir)
+        pids = state.get("pids") or {}
+        if pid_alive(int(pids.get(component) or 0), state_dir):
+            raise ClusterError(f"{component} is already running in {state_dir}")
+        pki = ensure_pki(state_dir / "pki")
+        env = _kubelet_env() if component == "kubelet" else None
+        argv = _argv(component, Binaries.in_cache(), state_dir, state["name"], state["ports"], pki)
+        pids[component] = _spawn(argv, state_dir / "logs" / f"{component}.log", state_dir, env)
+        state["pids"] = pids
+        _write_state(state_dir, state)
+        if component == "kube-apiserver":
+            readyz = f"https://127.0.0.1:{state['ports']['apiserver']}/readyz"
+            _wait(
+                "kube-apiserver /readyz",
+                lambda: _https_get(readyz, pki.ca_cert, pki.tokens["admin"])[0] == 200,
+                timeout,
+                state_dir,
+                {component: pids[component]},
+                0.2,
+            )
+        return int(pids[component])
