@@ -1,0 +1,78 @@
+"""What the fault suite (bench/faults.py) found, each pinned as pure logic: a bad input is one clear error
+naming its file and place, never a traceback, a hang, or an input helm would refuse taken as valid."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from promote import chart, yamlio
+from promote.errors import ChartError, ConfigError
+from promote.helm.client import connect
+from tests.support.charts import small_chart
+
+# --- the chart's values.yaml is read as strictly as every other file ------------------------------
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: !!binary aGVsbG8=\n", "binary"),
+        ("a: !!set {x, y}\n", "set"),
+        ("a: 1\na: 2\n", "duplicate key"),
+        (BOMB, "expands to more than"),
+        ("- a\n- b\n", "must be a mapping"),
+    ],
+)
+def test_a_charts_values_yaml_is_read_strictly(tmp_path: Path, text: str, message: str) -> None:
+    info = chart.chart_info(small_chart(tmp_path, {"values.yaml": text}))
+    with pytest.raises(ConfigError, match=message) as e:
+        chart.chart_default_values(info)
+    assert "values.yaml" in str(e.value)
+
+
+def test_a_plain_equals_sign_is_text_as_helm_reads_it() -> None:
+    assert yamlio.load("a: =\n", name="v.yaml") == {"a": "="}
+
+
+def test_an_empty_values_yaml_is_no_values(tmp_path: Path) -> None:
+    assert chart.chart_default_values(chart.chart_info(small_chart(tmp_path, {"values.yaml": ""}))) == {}
+
+
+# --- Chart.yaml that pyhelm3's model refuses, and templates rendering what helm would refuse ----------
+
+
+@pytest.mark.parametrize(
+    ("chart_yaml", "field"),
+    [
+        ("apiVersion: v3\nname: c\nversion: 0.1.0\n", "apiVersion"),
+        ("apiVersion: v2\nname: c\nversion: one\n", "version"),
+        ("apiVersion: v2\nversion: 0.1.0\n", "name"),
+    ],
+)
+def test_a_chart_yaml_pyhelm3_refuses_is_a_chart_error(tmp_path: Path, chart_yaml: str, field: str) -> None:
+    info = chart.chart_info(small_chart(tmp_path, {"Chart.yaml": chart_yaml}))
+    with pytest.raises(ChartError, match=field) as e:
+        connect().chart(info)
+    assert "Chart.yaml" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("apiVersion: v1\nmetadata:\n  name: x\n", "has no kind"),
+        ("kind: ConfigMap\nmetadata:\n  name: x\n", "has no apiVersion"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: null\n", "has no metadata.name"),
+    ],
+)
+def test_a_rendered_object_helm_would_refuse_names_its_template(tmp_path: Path, template: str, problem: str) -> None:
+    info = chart.chart_info(small_chart(tmp_path, {"templates/extra.yaml": template}))
+    helm = connect()
+    with pytest.raises(ChartError, match=f"c/templates/extra.yaml: a rendered document {problem}"):
+        asyncio.run(helm.template(info, release="r", namespace="n", values={}, is_upgrade=False))
