@@ -406,6 +406,19 @@ def _expected(error: Any) -> str:
     return f"to satisfy {v}"
 
 
+def _errors(validator: Any, values: Mapping[str, Any], schema_name: str) -> list[Any]:
+    """Every error of a validator, or a ConfigError for a `$ref` it cannot resolve (a missing definition or
+    file, or a URL: schemas are never fetched)."""
+    from referencing.exceptions import Unresolvable
+
+    try:
+        return list(validator.iter_errors(values))
+    except Unresolvable as e:
+        raise ConfigError(
+            f"{schema_name}: cannot resolve $ref {getattr(e, 'ref', '?')!r}: only references inside the schema resolve"
+        ) from None
+
+
 def validate(
     values: Mapping[str, Any],
     schema: Mapping[str, Any],
@@ -431,7 +444,7 @@ def validate(
         raise ConfigError(f"{schema_name} is not a valid JSON schema: {e.message}") from e
     secret = sensitive_paths(schema, values) | (hide or set())
     out: list[Violation] = []
-    for error in sorted(cls(schema).iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
+    for error in sorted(_errors(cls(schema), values, schema_name), key=lambda e: list(map(str, e.absolute_path))):
         # Each error is reported as itself. A oneOf matching several branches has no sub-errors (context)
         # and used to be dropped here; listing every branch's failure of an anyOf would mislead instead.
         for path, instance, expected, key in _problems(error):

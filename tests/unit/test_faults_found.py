@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from promote import chart, yamlio
+from promote import values as vals
 from promote.errors import ChartError, ConfigError
 from promote.helm.client import connect
 from tests.support.charts import small_chart
@@ -43,6 +44,16 @@ def test_a_plain_equals_sign_is_text_as_helm_reads_it() -> None:
 
 def test_an_empty_values_yaml_is_no_values(tmp_path: Path) -> None:
     assert chart.chart_default_values(chart.chart_info(small_chart(tmp_path, {"values.yaml": ""}))) == {}
+
+
+# --- schemas with a $ref that does not resolve ---------------------------------------------------
+
+
+@pytest.mark.parametrize("ref", ["http://127.0.0.1:9/x.json", "missing.json", "#/$defs/nope"])
+def test_an_unresolvable_ref_names_the_schema_and_the_ref(ref: str) -> None:
+    with pytest.raises(ConfigError, match=r"s\.json: cannot resolve \$ref") as e:
+        vals.validate({"a": 1}, {"$ref": ref}, file="f", app="a", environment="e", schema_name="s.json")
+    assert ref.lstrip("#") in str(e.value)
 
 
 # --- Chart.yaml that pyhelm3's model refuses, and templates rendering what helm would refuse ----------
