@@ -74,17 +74,37 @@ def parse_set(assignments: Iterable[str], *, as_string: bool = False) -> dict[st
     """
     out: dict[str, Any] = {}
     for assignment in assignments:
-        shown = _shown(assignment)
-        for part in _split_unescaped(assignment, ","):
-            if "=" not in part:
-                raise ConfigError(
-                    f"cannot parse --set {shown}: an item is not key=value (not shown: it may be a secret)"
-                )
-            key, raw = part.split("=", 1)
+        if not assignment:
+            continue
+        shown = f"{'--set-string' if as_string else '--set'} {_shown(assignment)}"
+        parts = _split_unescaped(assignment, ",", keep_empty=True)
+        if _unclosed(assignment):
+            raise ConfigError(f"cannot parse {shown}: a '{{' is never closed (as helm, a list must end with '}}')")
+        for part in parts:
+            # helm's strvals: `\=` is an `=` of the key, so the first unescaped `=` ends it.
+            split = re.split(r"(?<!\\)=", part, maxsplit=1)
+            if len(split) != 2:
+                raise ConfigError(f"cannot parse {shown}: an item is not key=value (not shown: it may be a secret)")
+            key, raw = split
             if not key:
-                raise ConfigError(f"cannot parse --set {shown}: empty key")
-            _assign(out, _split_key(key, shown), raw if as_string else _typed(raw))
+                raise ConfigError(f"cannot parse {shown}: empty key")
+            _assign(out, _split_key(key.replace("\\=", "="), shown), raw if as_string else _typed(raw))
     return out
+
+
+def _unclosed(text: str) -> bool:
+    """True when a `{` outside escapes is never closed: helm refuses `a={b`, which would otherwise be text."""
+    depth, esc = 0, False
+    for ch in text:
+        if esc:
+            esc = False
+        elif ch == "\\":
+            esc = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth = max(0, depth - 1)
+    return depth > 0
 
 
 def _shown(assignment: str) -> str:
@@ -95,7 +115,7 @@ def _shown(assignment: str) -> str:
     return repr(",".join(parts))
 
 
-def _split_unescaped(text: str, sep: str) -> list[str]:
+def _split_unescaped(text: str, sep: str, *, keep_empty: bool = False) -> list[str]:
     parts, cur, esc, depth = [], "", False, 0
     for ch in text:
         if esc:
@@ -115,7 +135,8 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
         else:
             cur += ch
     parts.append(cur)
-    return [p for p in parts if p != ""]
+    # helm refuses an empty item (`a=1,,b=2`); keys are shown without them.
+    return parts if keep_empty else [p for p in parts if p != ""]
 
 
 def _split_key(key: str, shown: str) -> list[str | int]:
@@ -123,13 +144,14 @@ def _split_key(key: str, shown: str) -> list[str | int]:
     for segment in re.split(r"(?<!\\)\.", key):
         segment = segment.replace("\\.", ".")
         m = re.fullmatch(r"([^\[\]]*)((?:\[\d+\])*)", segment)
-        if not m or (not m.group(1) and not path):
-            raise ConfigError(f"cannot parse --set {shown}: bad key segment {segment!r}")
+        # An empty segment (`a..b`, `a.`) is refused, as helm does ("key map has no value").
+        if not m or (not m.group(1) and (not path or not m.group(2))):
+            raise ConfigError(f"cannot parse {shown}: bad key segment {segment!r}")
         if m.group(1):
             path.append(m.group(1))
         for index in re.findall(r"\[(\d+)\]", m.group(2)):
             if len(index) > 6 or int(index) > MAX_INDEX:
-                raise ConfigError(f"cannot parse --set {shown}: list index [{index}] is above {MAX_INDEX}")
+                raise ConfigError(f"cannot parse {shown}: list index [{index}] is above {MAX_INDEX}")
             path.append(int(index))
     return path
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +88,25 @@ def test_a_rendered_object_helm_would_refuse_names_its_template(tmp_path: Path, 
     helm = connect()
     with pytest.raises(ChartError, match=f"c/templates/extra.yaml: a rendered document {problem}"):
         asyncio.run(helm.template(info, release="r", namespace="n", values={}, is_upgrade=False))
+
+
+# --- --set that helm refuses ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("assignment", ["a..b=1", "a.=1", "a={b", "a=1,,b=2", "a\\=1", "a=1,"])
+def test_set_refuses_what_helm_refuses(assignment: str) -> None:
+    with pytest.raises(ConfigError, match="cannot parse --set"):
+        vals.parse_set([assignment])
+
+
+def test_set_string_errors_name_set_string() -> None:
+    with pytest.raises(ConfigError, match=r"cannot parse --set-string 'a\.\.b=\.\.\.'"):
+        vals.parse_set(["a..b=1"], as_string=True)
+
+
+@pytest.mark.parametrize(
+    ("assignment", "values"),
+    [("a\\=b=1", {"a=b": 1}), ("a={1,2}", {"a": [1, 2]}), ("a=[1", {"a": "[1"}), ("{a}=1", {"{a}": 1})],
+)
+def test_set_keeps_what_helm_accepts(assignment: str, values: dict[str, Any]) -> None:
+    assert vals.parse_set([assignment]) == values
