@@ -11,6 +11,7 @@ import pytest
 
 from promote import chart, yamlio
 from promote import values as vals
+from promote.cluster import Cluster
 from promote.errors import ChartError, ConfigError
 from promote.helm.client import connect
 from tests.support.charts import small_chart
@@ -88,6 +89,26 @@ def test_a_rendered_object_helm_would_refuse_names_its_template(tmp_path: Path, 
     helm = connect()
     with pytest.raises(ChartError, match=f"c/templates/extra.yaml: a rendered document {problem}"):
         asyncio.run(helm.template(info, release="r", namespace="n", values={}, is_upgrade=False))
+
+
+# --- kubeconfig files ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("current-context: x\n# café\n".encode("latin-1"), "not UTF-8"),
+        (b"- a\n- b\n", "is a mapping"),
+        (BOMB.encode(), "expands to more than"),
+        (b"clusters: 5\ncontexts: 5\nusers: 5\ncurrent-context: x\n", "not a kubeconfig"),
+    ],
+)
+def test_a_broken_kubeconfig_is_a_clear_error_naming_it(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as e:
+        Cluster(None, str(path))
+    assert str(path) in str(e.value)
 
 
 # --- --set that helm refuses ---------------------------------------------------------------------
