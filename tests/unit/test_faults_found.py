@@ -4,17 +4,19 @@ naming its file and place, never a traceback, a hang, or an input helm would ref
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from promote import chart, yamlio
+from promote import chart, fingerprint, saved, yamlio
 from promote import values as vals
 from promote.cluster import Cluster
 from promote.errors import ChartError, ConfigError
 from promote.helm.client import connect
 from tests.support.charts import small_chart
+from tests.unit.test_saved import REPLICAS_CHANGE, _plan, saved_doc
 
 # --- the chart's values.yaml is read as strictly as every other file ------------------------------
 
@@ -109,6 +111,35 @@ def test_a_broken_kubeconfig_is_a_clear_error_naming_it(tmp_path: Path, content:
     with pytest.raises(ConfigError, match=message) as e:
         Cluster(None, str(path))
     assert str(path) in str(e.value)
+
+
+# --- saved plans that were edited ----------------------------------------------------------------
+
+
+def _keyed(doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A saved plan as this machine writes it: with the id of the digest key (PROMOTE_PLAN_KEY's here)."""
+    monkeypatch.setenv(fingerprint.PLAN_KEY_ENV, "fault suite")
+    for env in doc["environments"]:
+        for release in env["releases"]:
+            for field in ("artifactDigest", "valuesDigest", "manifestDigest"):
+                release[field] = "0" * 64  # test_saved's placeholders are not hex
+    return {**doc, "digestKey": fingerprint.key_id(fingerprint.plan_key())}
+
+
+def test_a_plan_edited_out_of_shape_is_refused_by_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "plan.json"
+    doc = _keyed(saved_doc(_plan()), monkeypatch)
+    doc["environments"][0]["releases"][0]["changes"][0]["kind"] = {"x": 1}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=r"plan\.json is not a plan promote wrote: \$\.environments\[0\]"):
+        saved.read(str(path))
+
+
+def test_a_plan_in_shape_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "plan.json"
+    doc = _keyed(saved_doc(_plan(fields=REPLICAS_CHANGE)), monkeypatch)
+    path.write_text(json.dumps(doc))
+    assert saved.read(str(path)) == doc
 
 
 # --- --set that helm refuses ---------------------------------------------------------------------
