@@ -145,9 +145,12 @@ def chart_schema(info: ChartInfo) -> dict[str, Any] | None:
     if not f.exists():
         return None
     try:
-        data: dict[str, Any] = json.loads(yamlio.read_text(f))
+        data = json.loads(yamlio.read_text(f))
     except ValueError as e:
         raise HelmError(f"chart {info.name}: values.schema.json is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        # `null` read as "no schema" here while helm refused every value against it.
+        raise ConfigError(f"{f}: a JSON schema must be an object, not {json.dumps(data)[:20]}")
     return data
 
 

@@ -422,14 +422,17 @@ def plan(app: AppContext, /, env: str, fmt: str, detailed_exitcode: bool, out: s
     app.run(body)
 
 
-def _duration(text: str) -> float:
+def _duration(text: str, option: str) -> float:
     from promote.model import parse_duration
 
-    return parse_duration(text)
+    try:
+        return parse_duration(text)
+    except ConfigError as e:
+        raise ConfigError(f"{option}: {e}") from None
 
 
 def _at_least(text: str, minimum: float, option: str) -> float:
-    seconds = _duration(text)
+    seconds = _duration(text, option)
     if seconds < minimum:
         raise ConfigError(f"{option} {text} is too short: at least {minimum:g}s")
     return seconds
@@ -506,8 +509,8 @@ def apply(
         from promote import engine
 
         aopts = engine.ApplyOptions(
-            timeout=_duration(timeout),
-            lock_timeout=_duration(lock_timeout),
+            timeout=_duration(timeout, "--timeout"),
+            lock_timeout=_duration(lock_timeout, "--lock-timeout"),
             lock_ttl=_at_least(lock_ttl, 1.0, "--lock-ttl"),
             only=only,
             allow_dirty=allow_dirty,
@@ -599,7 +602,11 @@ def rollback(
     def body() -> int:
         from promote import engine
 
-        aopts = engine.ApplyOptions(timeout=_duration(timeout), lock_timeout=_duration(lock_timeout), reason=reason)
+        aopts = engine.ApplyOptions(
+            timeout=_duration(timeout, "--timeout"),
+            lock_timeout=_duration(lock_timeout, "--lock-timeout"),
+            reason=reason,
+        )
         result = engine.rollback(_options(app, apps=apps), aopts, env, to, lambda ev: app.echo(ev.line(), err=True))
         app.echo(app.view().apply(result))
         return result.exit_code
@@ -785,10 +792,10 @@ def watch(
         events = engine.watch(
             _options(app, apps=apps),
             env,
-            interval=_duration(interval),
+            interval=_duration(interval, "--interval"),
             self_heal=self_heal,
             max_iterations=max_iterations,
-            duration=_duration(duration) if duration else None,
+            duration=_duration(duration, "--duration") if duration else None,
         )
         try:
             for event in events:

@@ -463,7 +463,7 @@ def validate(
     try:
         cls.check_schema(schema)
     except SchemaError as e:
-        raise ConfigError(f"{schema_name} is not a valid JSON schema: {e.message}") from e
+        raise ConfigError(f"{schema_name} is not a valid JSON schema at {json_path(e.path)}: {e.message}") from e
     secret = sensitive_paths(schema, values) | (hide or set())
     out: list[Violation] = []
     for error in sorted(_errors(cls(schema), values, schema_name), key=lambda e: list(map(str, e.absolute_path))):

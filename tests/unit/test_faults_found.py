@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from promote import chart, fingerprint, saved, yamlio
 from promote import values as vals
+from promote.cli import main
 from promote.cluster import Cluster
 from promote.errors import ChartError, ConfigError
 from promote.helm.client import connect
@@ -162,3 +164,32 @@ def test_set_string_errors_name_set_string() -> None:
 )
 def test_set_keeps_what_helm_accepts(assignment: str, values: dict[str, Any]) -> None:
     assert vals.parse_set([assignment]) == values
+
+
+# --- schemas that are no schema, and durations, named by place -------------------------------------
+
+
+def test_an_invalid_schema_names_the_place_in_it() -> None:
+    with pytest.raises(ConfigError, match=r"s\.json is not a valid JSON schema at \$\.properties\.a\.type"):
+        vals.validate({}, {"properties": {"a": {"type": 5}}}, file="f", app="a", environment="e", schema_name="s.json")
+
+
+def test_a_chart_schema_that_is_null_is_refused_by_name(tmp_path: Path) -> None:
+    info = chart.chart_info(small_chart(tmp_path, {"values.schema.json": "null"}))
+    with pytest.raises(ConfigError, match=r"values\.schema\.json: a JSON schema must be an object"):
+        chart.chart_schema(info)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["apply", "prod", "--timeout", "abc"], "--timeout"),
+        (["apply", "prod", "--lock-timeout", "-5s"], "--lock-timeout"),
+        (["rollback", "prod", "--timeout", "soon"], "--timeout"),
+        (["watch", "prod", "--interval", "often"], "--interval"),
+    ],
+)
+def test_a_bad_duration_names_its_option(tmp_path: Path, args: list[str], option: str) -> None:
+    result = CliRunner().invoke(main, ["--no-color", "-C", str(tmp_path), *args])
+    assert result.exit_code == 1, result.output
+    assert f"{option}: cannot parse duration" in result.stderr, result.stderr
