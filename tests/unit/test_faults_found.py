@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from promote.cluster import Cluster
 from promote.errors import ChartError, ConfigError
 from promote.helm.client import connect
 from tests.support.charts import small_chart
+from tests.support.cli import cli
+from tests.support.repo import load_definition, make_repo, write_definition
 from tests.unit.test_saved import REPLICAS_CHANGE, _plan, saved_doc
 
 # --- the chart's values.yaml is read as strictly as every other file ------------------------------
@@ -193,3 +196,27 @@ def test_a_bad_duration_names_its_option(tmp_path: Path, args: list[str], option
     result = CliRunner().invoke(main, ["--no-color", "-C", str(tmp_path), *args])
     assert result.exit_code == 1, result.output
     assert f"{option}: cannot parse duration" in result.stderr, result.stderr
+
+
+# --- a definition naming a file outside the repository, or a folder --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("chart", "/etc", "resolves outside the repository"),
+        ("valuesFiles", ["../../../../../../etc/hostname"], "resolves outside the repository"),
+        ("schema", "/etc/hostname", "resolves outside the repository"),
+        ("schema", "../schemas", "is a folder, not a file"),
+    ],
+)
+def test_a_definition_naming_a_path_it_cannot_use_is_named_with_the_key(
+    tmp_path: Path, key: str, value: Any, message: str
+) -> None:
+    repo = make_repo(tmp_path, "d", "p")
+    doc = load_definition(repo)
+    doc[key] = value
+    write_definition(repo, doc)
+    result = cli(repo, "validate")
+    assert result.exit_code == 1, result.output
+    assert re.search(rf"environments/python-app\.yaml:\d+:\d+: .*{message}", result.stderr), result.stderr
