@@ -377,7 +377,9 @@ def _resolve_app(
 def _merge_values(base: dict[str, Any] | None, over: dict[str, Any] | None) -> dict[str, Any]:
     from promote.values import merge
 
-    return merge(base, over)
+    # Nulls kept: `key: null` in an environment's values deletes that key from the layers below (the
+    # app-wide values, the chart's), as in helm; dropped here, it silently did nothing.
+    return merge(base, over, keep_nulls=True)
 
 
 def _checked(source: Source, file: _File, ref: str, at: list[Any]) -> str:

@@ -220,3 +220,19 @@ def test_a_definition_naming_a_path_it_cannot_use_is_named_with_the_key(
     result = cli(repo, "validate")
     assert result.exit_code == 1, result.output
     assert re.search(rf"environments/python-app\.yaml:\d+:\d+: .*{message}", result.stderr), result.stderr
+
+
+# --- an explicit null in an environment's values -------------------------------------------------
+
+
+def test_a_null_in_an_environments_values_deletes_the_key_below_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, "d", "p")
+    doc = load_definition(repo)
+    doc["values"] = {"secret": {"password": "long-enough"}}
+    doc["environments"][0]["values"] = {"replicaCount": 1, "secret": None}
+    write_definition(repo, doc)
+    result = cli(repo, "validate", "default", "-o", "json")
+    assert result.exit_code == 1, result.output
+    (violation,) = json.loads(result.stdout)["violations"]
+    assert (violation["environment"], violation["path"]) == ("default", "$"), violation
+    assert "'secret' is a required property" in violation["expected"], violation
