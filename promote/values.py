@@ -471,7 +471,7 @@ def validate(
         # and used to be dropped here; listing every branch's failure of an anyOf would mislead instead.
         for path, instance, expected, key in _problems(error):
             shown = MASK if any(path[: len(p)] == p for p in secret) else mask(instance, secret, path)
-            source, line, column = origin(layers, path, key=key)
+            source, line, column = origin(layers, _deleted(error, layers) or path, key=key)
             out.append(
                 Violation(
                     file=source or file,
@@ -486,6 +486,20 @@ def validate(
                 )
             )
     return out
+
+
+def _deleted(error: Any, layers: Sequence[Layer]) -> tuple[Any, ...] | None:
+    """For a required key that a layer deleted with `key: null`, where that null is written: the
+    violation is the null's doing, not the definition's."""
+    if error.validator != "required" or not isinstance(error.instance, Mapping):
+        return None
+    path = tuple(error.absolute_path)
+    for k in error.validator_value or ():
+        if k not in error.instance:
+            for layer in reversed(layers):
+                if _holds(layer.values, (*path, k)):
+                    return (*path, k) if _at(layer.values, (*path, k)) is None else None
+    return None
 
 
 def _problems(error: Any) -> list[tuple[tuple[Any, ...], Any, str, bool]]:

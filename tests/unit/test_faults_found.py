@@ -236,3 +236,13 @@ def test_a_null_in_an_environments_values_deletes_the_key_below_it(tmp_path: Pat
     (violation,) = json.loads(result.stdout)["violations"]
     assert (violation["environment"], violation["path"]) == ("default", "$"), violation
     assert "'secret' is a required property" in violation["expected"], violation
+
+
+def test_a_required_key_deleted_by_a_null_names_the_file_of_the_null(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, "d", "p")
+    nulls = tmp_path / "nulls.yaml"
+    nulls.write_text("replicaCount: 2\nsecret: null\n")
+    result = cli(repo, "validate", "default", "-f", str(nulls), "-o", "json")
+    assert result.exit_code == 1, result.output
+    (violation,) = json.loads(result.stdout)["violations"]
+    assert (violation["file"], violation["line"], violation["path"]) == (str(nulls), 2, "$"), violation
