@@ -470,7 +470,7 @@ def validate(
         # Each error is reported as itself. A oneOf matching several branches has no sub-errors (context)
         # and used to be dropped here; listing every branch's failure of an anyOf would mislead instead.
         for path, instance, expected, key in _problems(error):
-            shown = MASK if any(path[: len(p)] == p for p in secret) else mask(instance, secret, path)
+            shown = MASK if any(path[: len(p)] == p for p in secret) else _brief(mask(instance, secret, path))
             source, line, column = origin(layers, _deleted(error, layers) or path, key=key)
             out.append(
                 Violation(
@@ -486,6 +486,18 @@ def validate(
                 )
             )
     return out
+
+
+def _brief(value: Any) -> Any:
+    """A violation's value as shown: a scalar as it is, a map or list by its keys or length only. The
+    whole document of a `required` error carried every value in it, and a value rendered into a Secret is
+    marked by no schema (nor, when the schema that marks it writeOnly is itself the broken input)."""
+    if isinstance(value, Mapping):
+        keys = list(value)
+        return "{" + ", ".join(map(str, keys[:6])) + (", ..." if len(keys) > 6 else "") + "}"
+    if isinstance(value, list):
+        return f"[{len(value)} items]"
+    return value
 
 
 def _deleted(error: Any, layers: Sequence[Layer]) -> tuple[Any, ...] | None:

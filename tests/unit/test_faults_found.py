@@ -246,3 +246,14 @@ def test_a_required_key_deleted_by_a_null_names_the_file_of_the_null(tmp_path: P
     assert result.exit_code == 1, result.output
     (violation,) = json.loads(result.stdout)["violations"]
     assert (violation["file"], violation["line"], violation["path"]) == (str(nulls), 2, "$"), violation
+
+
+# --- a violation of a whole map shows its keys, not its values -----------------------------------
+
+
+def test_a_required_key_violation_shows_the_maps_keys_not_its_values() -> None:
+    # A value that goes into a Secret is marked by no schema here: only its keys may be shown.
+    values = {"secret": {"password": "hunter2hunter2"}, "items": [1, 2, 3]}
+    (v,) = vals.validate(values, {"required": ["mustHave"]}, file="f", app="a", environment="e", schema_name="s.json")
+    assert (v.path, v.value) == ("$", "{secret, items}")
+    assert "hunter2" not in str(v)
