@@ -237,18 +237,24 @@ def pid_alive(pid: int, state_dir: Path) -> bool:
         # A process that is exec'ing shows an empty cmdline for a moment.
         time.sleep(0.02)
         argv = _proc_cmdline(pid)
-    return any(str(state_dir) in arg for arg in argv)
+    return mentions(argv, state_dir)
+
+
+def mentions(argv: list[str], state_dir: Path) -> bool:
+    """True when a command line names `state_dir` or a path inside it. A plain substring test took
+    `test-cluster-faults/etcd` for `test-cluster`'s, so stopping one cluster killed its neighbours."""
+    marker = str(state_dir)
+    return any(arg == marker or arg.endswith("=" + marker) or marker + os.sep in arg for arg in argv)
 
 
 def stray_pids(state_dir: Path) -> list[int]:
     """Component processes that reference ``state_dir`` in their command line, recorded or not."""
     found = []
-    marker = str(state_dir)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         argv = _proc_cmdline(int(entry.name))
-        if not argv or not any(marker in a for a in argv):
+        if not argv or not mentions(argv, state_dir):
             continue
         exe = Path(argv[0]).name
         if exe in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler") or (
