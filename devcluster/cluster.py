@@ -237,18 +237,24 @@ def pid_alive(pid: int, state_dir: Path) -> bool:
         # A process that is exec'ing shows an empty cmdline for a moment.
         time.sleep(0.02)
         argv = _proc_cmdline(pid)
-    return any(str(state_dir) in arg for arg in argv)
+    return mentions(argv, state_dir)
+
+
+def mentions(argv: list[str], state_dir: Path) -> bool:
+    """True when a command line names `state_dir` or a path inside it. A plain substring test took
+    `test-cluster-faults/etcd` for `test-cluster`'s, so stopping one cluster killed its neighbours."""
+    marker = str(state_dir)
+    return any(arg == marker or arg.endswith("=" + marker) or marker + os.sep in arg for arg in argv)
 
 
 def stray_pids(state_dir: Path) -> list[int]:
     """Component processes that reference ``state_dir`` in their command line, recorded or not."""
     found = []
-    marker = str(state_dir)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         argv = _proc_cmdline(int(entry.name))
-        if not argv or not any(marker in a for a in argv):
+        if not argv or not mentions(argv, state_dir):
             continue
         exe = Path(argv[0]).name
         if exe in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler") or (
@@ -739,3 +745,45 @@ def restart_kubelet(state_dir: Path) -> int:
         state["pids"] = pids
         _write_state(state_dir, state)
         return pid
+
+
+def kill_component(state_dir: Path, component: str) -> None:
+    """SIGKILL one component of a running cluster, as a crash would (the fault suite kills the apiserver)."""
+    state_dir = state_dir.expanduser().resolve()
+    with _locked(state_dir):
+        pid = int((read_state(state_dir).get("pids") or {}).get(component) or 0)
+        if not pid_alive(pid, state_dir):
+            raise ClusterError(f"{component} is not running in {state_dir}")
+        _signal_group(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10.0
+        while pid_alive(pid, state_dir):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{component} (pid {pid}) survived SIGKILL")
+            time.sleep(0.05)
+
+
+def start_component(state_dir: Path, component: str, timeout: float = 60.0) -> int:
+    """Start one stopped component again on the cluster's ports; for the apiserver, wait for /readyz."""
+    state_dir = state_dir.expanduser().resolve()
+    with _locked(state_dir):
+        state = read_state(state_dir)
+        pids = state.get("pids") or {}
+        if pid_alive(int(pids.get(component) or 0), state_dir):
+            raise ClusterError(f"{component} is already running in {state_dir}")
+        pki = ensure_pki(state_dir / "pki")
+        env = _kubelet_env() if component == "kubelet" else None
+        argv = _argv(component, Binaries.in_cache(), state_dir, state["name"], state["ports"], pki)
+        pids[component] = _spawn(argv, state_dir / "logs" / f"{component}.log", state_dir, env)
+        state["pids"] = pids
+        _write_state(state_dir, state)
+        if component == "kube-apiserver":
+            readyz = f"https://127.0.0.1:{state['ports']['apiserver']}/readyz"
+            _wait(
+                "kube-apiserver /readyz",
+                lambda: _https_get(readyz, pki.ca_cert, pki.tokens["admin"])[0] == 200,
+                timeout,
+                state_dir,
+                {component: pids[component]},
+                0.2,
+            )
+        return int(pids[component])

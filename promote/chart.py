@@ -95,8 +95,8 @@ def chart_info(path: Path) -> ChartInfo:
     """Read a chart directory's metadata and digest its content (every file, sorted by path)."""
     chart_yaml = path / "Chart.yaml"
     try:
-        meta = yaml.load(yamlio.read_text(chart_yaml), Loader=YamlLoader)
-    except (OSError, yaml.YAMLError) as e:
+        meta = yamlio.load(yamlio.read_text(chart_yaml), name=str(chart_yaml))
+    except OSError as e:
         raise HelmError(f"cannot read chart metadata {chart_yaml}: {e}") from e
     if not isinstance(meta, dict):
         raise HelmError(f"cannot read chart metadata {chart_yaml}: not a mapping")
@@ -128,7 +128,8 @@ def parsed(info: ChartInfo, name: str) -> Any:
     """A YAML file of the chart, parsed once per run (a copy: callers may change it)."""
     key = (info.path, info.digest, name)
     if key not in _PARSED:
-        _PARSED[key] = yaml.load(yamlio.read_text(info.path / name), Loader=YamlLoader)
+        # Strictly, as every file a user hands promote: no tags JSON cannot carry, no alias bombs.
+        _PARSED[key] = yamlio.load(yamlio.read_text(info.path / name), name=str(info.path / name))
     return copy.deepcopy(_PARSED[key])
 
 
@@ -137,13 +138,13 @@ def chart_default_values(info: ChartInfo) -> dict[str, Any]:
     f = info.path / "values.yaml"
     if not f.exists():
         return {}
-    try:
-        data = parsed(info, "values.yaml")
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{f}:{mark.line + 1}" if mark is not None else str(f)
-        raise ConfigError(f"{where}: the chart's values.yaml is not valid YAML: {getattr(e, 'problem', e)}") from e
-    return data if isinstance(data, dict) else {}
+    data = parsed(info, "values.yaml")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        # helm refuses it too; said here, the error names this file instead of a schema violation elsewhere.
+        raise ConfigError(f"{f}: the chart's values must be a mapping, not a {type(data).__name__}")
+    return data
 
 
 def chart_schema(info: ChartInfo) -> dict[str, Any] | None:
@@ -152,9 +153,12 @@ def chart_schema(info: ChartInfo) -> dict[str, Any] | None:
     if not f.exists():
         return None
     try:
-        data: dict[str, Any] = json.loads(yamlio.read_text(f))
+        data = json.loads(yamlio.read_text(f))
     except ValueError as e:
         raise HelmError(f"chart {info.name}: values.schema.json is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        # `null` read as "no schema" here while helm refused every value against it.
+        raise ConfigError(f"{f}: a JSON schema must be an object, not {json.dumps(data)[:20]}")
     return data
 
 
@@ -178,6 +182,21 @@ def chart_crds(info: ChartInfo) -> list[dict[str, Any]]:
                     raise ChartError(f"{info.name}/crds/{f.name}: a CustomResourceDefinition has no metadata.name")
                 out.append(d)
     return out
+
+
+def object_problem(doc: Any) -> str | None:
+    """Why helm would refuse to install a rendered document (not an object; no apiVersion, kind or
+    metadata.name), or None. An empty document is no object, and no problem: helm skips it."""
+    if not isinstance(doc, dict):
+        return f"is a {type(doc).__name__}, not an object" if doc is not None else None
+    if not doc:
+        return None
+    md = doc.get("metadata")
+    name = md.get("name") if isinstance(md, dict) else None
+    for field, value in (("apiVersion", doc.get("apiVersion")), ("kind", doc.get("kind")), ("metadata.name", name)):
+        if not isinstance(value, str) or not value:
+            return f"has no {field}"
+    return None
 
 
 def hook_annotation(obj: dict[str, Any]) -> str | None:

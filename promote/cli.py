@@ -490,14 +490,17 @@ def plan(
     app.run(body)
 
 
-def _duration(text: str) -> float:
+def _duration(text: str, option: str) -> float:
     from promote.model import parse_duration
 
-    return parse_duration(text)
+    try:
+        return parse_duration(text)
+    except ConfigError as e:
+        raise ConfigError(f"{option}: {e}") from None
 
 
 def _at_least(text: str, minimum: float, option: str) -> float:
-    seconds = _duration(text)
+    seconds = _duration(text, option)
     if seconds < minimum:
         raise ConfigError(f"{option} {text} is too short: at least {minimum:g}s")
     return seconds
@@ -586,8 +589,8 @@ def apply(
         from promote.plan import ConflictPolicy
 
         aopts = engine.ApplyOptions(
-            timeout=_duration(timeout),
-            lock_timeout=_duration(lock_timeout),
+            timeout=_duration(timeout, "--timeout"),
+            lock_timeout=_duration(lock_timeout, "--lock-timeout"),
             lock_ttl=_at_least(lock_ttl, 1.0, "--lock-ttl"),
             concurrency=concurrency,
             only=only,
@@ -691,7 +694,10 @@ def rollback(
         from promote import engine
 
         aopts = engine.ApplyOptions(
-            timeout=_duration(timeout), lock_timeout=_duration(lock_timeout), reason=reason, concurrency=concurrency
+            timeout=_duration(timeout, "--timeout"),
+            lock_timeout=_duration(lock_timeout, "--lock-timeout"),
+            reason=reason,
+            concurrency=concurrency,
         )
         result = engine.rollback(_options(app, apps=apps), aopts, env, to, app.progress())
         app.echo(app.view().apply(result))
@@ -876,10 +882,10 @@ def watch(
 
         view = app.view()
         args: dict[str, Any] = {
-            "interval": _duration(interval),
+            "interval": _duration(interval, "--interval"),
             "self_heal": self_heal,
             "max_iterations": max_iterations,
-            "duration": _duration(duration) if duration else None,
+            "duration": _duration(duration, "--duration") if duration else None,
         }
         try:
             if fmt in ("json", "yaml"):  # every event of every check: the published stream

@@ -122,6 +122,7 @@ class Cluster:
         # What the user asked for, handed on unchanged to helm so it talks to the same cluster.
         self.kubeconfig_option, self.context_option = kubeconfig, context
         kubeconfig = resolve_kubeconfig(kubeconfig)
+        check_kubeconfig(kubeconfig)
         try:
             config.load_kube_config(
                 config_file=kubeconfig, context=context, client_configuration=cfg, persist_config=False
@@ -134,6 +135,11 @@ class Cluster:
             raise ConfigError(f"cannot load a kubeconfig from {where}: {e}") from e
         except OSError as e:
             raise ConfigError(f"cannot read kubeconfig {kubeconfig}: {e.strerror}") from e
+        except (TypeError, AttributeError, KeyError, ValueError) as e:
+            # A kubeconfig of the wrong shape (`clusters: 5`): the library's own message may quote a credential.
+            raise ConfigError(
+                f"cannot load a kubeconfig from {kubeconfig}: not a kubeconfig ({type(e).__name__})"
+            ) from None
         cfg.connection_pool_maxsize = 32
         cfg.retries = 0  # an unreachable cluster should fail fast with one clear error
         self.context = context or (active or {}).get("name")
@@ -583,6 +589,27 @@ def _register(credential: str) -> None:
             user_password = base64.b64decode(secret, validate=True).decode()
             redact.register(user_password)
             redact.register(user_password.partition(":")[2])
+
+
+def check_kubeconfig(paths: str) -> None:
+    """Read each kubeconfig file as promote reads every file (UTF-8, bounded, YAML a mapping), so that a
+    broken one is a clear error naming it rather than the kubernetes library's traceback, or a hang on an
+    alias bomb. Missing files are left to the library, which skips them as kubectl does."""
+    import os
+    from pathlib import Path
+
+    from promote import yamlio
+
+    for path in filter(None, paths.split(os.pathsep)):
+        try:
+            text = yamlio.read_text(Path(path), name=path)
+        except OSError:
+            continue
+        doc = yamlio.load(text, name=path)
+        if doc is not None and not isinstance(doc, dict):
+            raise ConfigError(
+                f"{path}: a kubeconfig is a mapping (clusters, users, contexts), not a {type(doc).__name__}"
+            )
 
 
 def resolve_kubeconfig(kubeconfig: str | None) -> str:

@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any
 
 from promote import yamlio
-from promote.errors import ConfigError, did_you_mean
+from promote.errors import ConfigError, SourceError, did_you_mean
 from promote.source import Source
 
 ENV_DIR = "environments"
@@ -222,10 +222,10 @@ def _chart_ref(source: Source, file: _File, doc: dict[str, Any]) -> ChartRef:
         return ChartRef(ref=ref, source=ChartSource.URL)
     local = _rel(file.rel, ref)
     if ref.endswith(_PACKAGE_SUFFIXES):
-        if not source.exists(local) or source.is_dir(local):
+        if not _found(source, file, ["chart"], local) or source.is_dir(local):
             raise ConfigError(f"{where}: chart {ref!r} not found: no file {local}")
         return ChartRef(ref=ref, local=local, source=ChartSource.PACKAGE)
-    if source.is_dir(local) and source.exists(f"{local}/Chart.yaml"):
+    if _found(source, file, ["chart"], local) and source.is_dir(local) and source.exists(f"{local}/Chart.yaml"):
         return ChartRef(ref=ref, local=local, version=version)
     if "/" not in ref:
         raise ConfigError(
@@ -319,12 +319,12 @@ def load(source: Source, env_dir: str = ENV_DIR) -> Definitions:
                 # Checked here, not only when an app uses the environment: a policy that does not exist
                 # would otherwise leave every app of it unguarded without a word.
                 for ref in [env["policy"]] if env.get("policy") else []:
-                    if not source.exists(_rel(rel, ref)):
+                    if not _found(source, file, [*at, "policy"], _rel(rel, ref)):
                         problems.append(
                             f"{file.at([*at, 'policy'])}: environment {env['name']}: policy {ref!r} not found"
                         )
                 for j, ref in enumerate(env.get("valuesFiles", []) or []):
-                    if not source.exists(_rel(rel, ref)):
+                    if not _found(source, file, [*at, "valuesFiles", j], _rel(rel, ref)):
                         problems.append(
                             f"{file.at([*at, 'valuesFiles', j])}: environment {env['name']}: "
                             f"values file {ref!r} not found"
@@ -466,14 +466,27 @@ def _resolve_app(
 def _merge_values(base: dict[str, Any] | None, over: dict[str, Any] | None) -> dict[str, Any]:
     from promote.values import merge
 
-    return merge(base, over)
+    # Nulls kept: `key: null` in an environment's values deletes that key from the layers below (the
+    # app-wide values, the chart's), as in helm; dropped here, it silently did nothing.
+    return merge(base, over, keep_nulls=True)
 
 
 def _checked(source: Source, file: _File, ref: str, at: list[Any]) -> str:
     path = _rel(file.rel, ref)
-    if not source.exists(path):
+    if not _found(source, file, at, path):
         raise ConfigError(f"{file.at(at)}: {ref!r} not found (looked for {path})")
+    if source.is_dir(path):
+        raise ConfigError(f"{file.at(at)}: {ref!r} is a folder, not a file")
     return path
+
+
+def _found(source: Source, file: _File, at: list[Any], path: str) -> bool:
+    """Whether a path a definition names exists; one leading out of the repository is an error saying
+    where the definition names it (the source's own error knows only the path)."""
+    try:
+        return source.exists(path)
+    except SourceError as e:
+        raise ConfigError(f"{file.at(at)}: {e}") from None
 
 
 def _chain(apps: list[App], shared_order: list[str]) -> tuple[str, ...]:

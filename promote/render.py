@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from promote.chart import ChartInfo
+from promote.chart import ChartInfo, object_problem
 from promote.errors import ChartError, HelmError
 from promote.helm.client import Helm
 
@@ -48,16 +48,12 @@ def checked(docs: list[Any], what: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     seen: set[tuple[str, str, str, str]] = set()
     for n, doc in enumerate(docs, 1):
-        if not isinstance(doc, dict):
-            raise ChartError(f"{what}: rendered document {n} is a {type(doc).__name__}, not an object")
+        problem = object_problem(doc)
+        if problem:
+            raise ChartError(f"{what}: rendered document {n} {problem}")
         if not doc:
             continue
-        md = doc.get("metadata")
-        name = md.get("name") if isinstance(md, dict) else None
-        for field, value in (("apiVersion", doc.get("apiVersion")), ("kind", doc.get("kind")), ("metadata.name", name)):
-            if not isinstance(value, str) or not value:
-                raise ChartError(f"{what}: rendered document {n} has no {field}")
-        assert isinstance(md, dict) and isinstance(name, str)
+        md, name = doc["metadata"], doc["metadata"]["name"]
         ident = (doc["apiVersion"], doc["kind"], str(md.get("namespace") or ""), name)
         if ident in seen:
             raise ChartError(f"{what}: {doc['kind']} {name} is rendered twice; helm would refuse the chart")

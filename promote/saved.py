@@ -10,8 +10,10 @@ apply, saying what moved.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,11 @@ def read(path: str) -> dict[str, Any]:
         raise ConfigError(
             f"{path} has plan schemaVersion {doc.get('schemaVersion')}; this promote reads {SCHEMA_VERSION}"
         )
+    wrong = _shape(doc)
+    if wrong:
+        # An edited or truncated file: refused by where it departs from the published shape, rather than
+        # failing half-way through the comparison below.
+        raise ConfigError(f"{path} is not a plan promote wrote: {wrong}")
     if doc.get("errors") or any(r.get("errors") for e in doc["environments"] for r in e.get("releases", [])):
         raise ConfigError(f"{path} records errors: a failed plan cannot be applied")
     if doc.get("digestKey") != fingerprint.key_id(fingerprint.plan_key()):
@@ -57,6 +64,31 @@ def read(path: str) -> dict[str, Any]:
             "to the same secret for the plan and the apply, or plan again here."
         )
     return doc
+
+
+@functools.cache
+def _plan_schema() -> dict[str, Any]:
+    # As model._schema: the package links to schemas/plan.schema.json, and a built package carries a copy.
+    here = resources.files("promote").joinpath("plan.schema.json")
+    text = (
+        here.read_text()
+        if here.is_file()
+        else (Path(__file__).resolve().parents[1] / "schemas" / "plan.schema.json").read_text()
+    )
+    schema: dict[str, Any] = json.loads(text)
+    return {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/plan"}
+
+
+def _shape(doc: dict[str, Any]) -> str | None:
+    """Where a plan document departs from schemas/plan.schema.json (the first place found), or None."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    error = best_match(Draft202012Validator(_plan_schema()).iter_errors(doc))
+    if error is None:
+        return None
+    where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return f"{where}: {error.message[:160]}"
 
 
 def apps_of(doc: dict[str, Any]) -> tuple[str, ...]:

@@ -74,17 +74,37 @@ def parse_set(assignments: Iterable[str], *, as_string: bool = False) -> dict[st
     """
     out: dict[str, Any] = {}
     for assignment in assignments:
-        shown = _shown(assignment)
-        for part in _split_unescaped(assignment, ","):
-            if "=" not in part:
-                raise ConfigError(
-                    f"cannot parse --set {shown}: an item is not key=value (not shown: it may be a secret)"
-                )
-            key, raw = part.split("=", 1)
+        if not assignment:
+            continue
+        shown = f"{'--set-string' if as_string else '--set'} {_shown(assignment)}"
+        parts = _split_unescaped(assignment, ",", keep_empty=True)
+        if _unclosed(assignment):
+            raise ConfigError(f"cannot parse {shown}: a '{{' is never closed (as helm, a list must end with '}}')")
+        for part in parts:
+            # helm's strvals: `\=` is an `=` of the key, so the first unescaped `=` ends it.
+            split = re.split(r"(?<!\\)=", part, maxsplit=1)
+            if len(split) != 2:
+                raise ConfigError(f"cannot parse {shown}: an item is not key=value (not shown: it may be a secret)")
+            key, raw = split
             if not key:
-                raise ConfigError(f"cannot parse --set {shown}: empty key")
-            _assign(out, _split_key(key, shown), raw if as_string else _typed(raw))
+                raise ConfigError(f"cannot parse {shown}: empty key")
+            _assign(out, _split_key(key.replace("\\=", "="), shown), raw if as_string else _typed(raw))
     return out
+
+
+def _unclosed(text: str) -> bool:
+    """True when a `{` outside escapes is never closed: helm refuses `a={b`, which would otherwise be text."""
+    depth, esc = 0, False
+    for ch in text:
+        if esc:
+            esc = False
+        elif ch == "\\":
+            esc = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth = max(0, depth - 1)
+    return depth > 0
 
 
 def _shown(assignment: str) -> str:
@@ -95,7 +115,7 @@ def _shown(assignment: str) -> str:
     return repr(",".join(parts))
 
 
-def _split_unescaped(text: str, sep: str) -> list[str]:
+def _split_unescaped(text: str, sep: str, *, keep_empty: bool = False) -> list[str]:
     parts, cur, esc, depth = [], "", False, 0
     for ch in text:
         if esc:
@@ -115,7 +135,8 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
         else:
             cur += ch
     parts.append(cur)
-    return [p for p in parts if p != ""]
+    # helm refuses an empty item (`a=1,,b=2`); keys are shown without them.
+    return parts if keep_empty else [p for p in parts if p != ""]
 
 
 def _split_key(key: str, shown: str) -> list[str | int]:
@@ -123,13 +144,14 @@ def _split_key(key: str, shown: str) -> list[str | int]:
     for segment in re.split(r"(?<!\\)\.", key):
         segment = segment.replace("\\.", ".")
         m = re.fullmatch(r"([^\[\]]*)((?:\[\d+\])*)", segment)
-        if not m or (not m.group(1) and not path):
-            raise ConfigError(f"cannot parse --set {shown}: bad key segment {segment!r}")
+        # An empty segment (`a..b`, `a.`) is refused, as helm does ("key map has no value").
+        if not m or (not m.group(1) and (not path or not m.group(2))):
+            raise ConfigError(f"cannot parse {shown}: bad key segment {segment!r}")
         if m.group(1):
             path.append(m.group(1))
         for index in re.findall(r"\[(\d+)\]", m.group(2)):
             if len(index) > 6 or int(index) > MAX_INDEX:
-                raise ConfigError(f"cannot parse --set {shown}: list index [{index}] is above {MAX_INDEX}")
+                raise ConfigError(f"cannot parse {shown}: list index [{index}] is above {MAX_INDEX}")
             path.append(int(index))
     return path
 
@@ -406,6 +428,19 @@ def _expected(error: Any) -> str:
     return f"to satisfy {v}"
 
 
+def _errors(validator: Any, values: Mapping[str, Any], schema_name: str) -> list[Any]:
+    """Every error of a validator, or a ConfigError for a `$ref` it cannot resolve (a missing definition or
+    file, or a URL: schemas are never fetched)."""
+    from referencing.exceptions import Unresolvable
+
+    try:
+        return list(validator.iter_errors(values))
+    except Unresolvable as e:
+        raise ConfigError(
+            f"{schema_name}: cannot resolve $ref {getattr(e, 'ref', '?')!r}: only references inside the schema resolve"
+        ) from None
+
+
 def validate(
     values: Mapping[str, Any],
     schema: Mapping[str, Any],
@@ -428,15 +463,15 @@ def validate(
     try:
         cls.check_schema(schema)
     except SchemaError as e:
-        raise ConfigError(f"{schema_name} is not a valid JSON schema: {e.message}") from e
+        raise ConfigError(f"{schema_name} is not a valid JSON schema at {json_path(e.path)}: {e.message}") from e
     secret = sensitive_paths(schema, values) | (hide or set())
     out: list[Violation] = []
-    for error in sorted(cls(schema).iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
+    for error in sorted(_errors(cls(schema), values, schema_name), key=lambda e: list(map(str, e.absolute_path))):
         # Each error is reported as itself. A oneOf matching several branches has no sub-errors (context)
         # and used to be dropped here; listing every branch's failure of an anyOf would mislead instead.
         for path, instance, expected, key in _problems(error):
-            shown = MASK if any(path[: len(p)] == p for p in secret) else mask(instance, secret, path)
-            source, line, column = origin(layers, path, key=key)
+            shown = MASK if any(path[: len(p)] == p for p in secret) else _brief(mask(instance, secret, path))
+            source, line, column = origin(layers, _deleted(error, layers) or path, key=key)
             out.append(
                 Violation(
                     file=source or file,
@@ -451,6 +486,32 @@ def validate(
                 )
             )
     return out
+
+
+def _brief(value: Any) -> Any:
+    """A violation's value as shown: a scalar as it is, a map or list by its keys or length only. The
+    whole document of a `required` error carried every value in it, and a value rendered into a Secret is
+    marked by no schema (nor, when the schema that marks it writeOnly is itself the broken input)."""
+    if isinstance(value, Mapping):
+        keys = list(value)
+        return "{" + ", ".join(map(str, keys[:6])) + (", ..." if len(keys) > 6 else "") + "}"
+    if isinstance(value, list):
+        return f"[{len(value)} items]"
+    return value
+
+
+def _deleted(error: Any, layers: Sequence[Layer]) -> tuple[Any, ...] | None:
+    """For a required key that a layer deleted with `key: null`, where that null is written: the
+    violation is the null's doing, not the definition's."""
+    if error.validator != "required" or not isinstance(error.instance, Mapping):
+        return None
+    path = tuple(error.absolute_path)
+    for k in error.validator_value or ():
+        if k not in error.instance:
+            for layer in reversed(layers):
+                if _holds(layer.values, (*path, k)):
+                    return (*path, k) if _at(layer.values, (*path, k)) is None else None
+    return None
 
 
 def _problems(error: Any) -> list[tuple[tuple[Any, ...], Any, str, bool]]:

@@ -83,6 +83,8 @@ for _tag in ("binary", "set", "omap", "pairs"):
     _StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
 # A date stays the text it was written as, as helm (YAML read through JSON) keeps it.
 _StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+# A plain `=` is the text "=", as helm reads it (PyYAML would look for YAML 1.1's value tag and fail).
+_StrictLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
 
 
 def _bounded(doc: Any, name: str) -> Any:

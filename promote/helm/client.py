@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import yaml
 from pyhelm3 import Client
 from pyhelm3.command import Command
@@ -21,7 +23,7 @@ from pyhelm3.models import Chart
 
 from promote import chart
 from promote.chart import ChartInfo
-from promote.errors import HelmTimeout
+from promote.errors import ChartError, HelmTimeout
 from promote.helm import binary
 from promote.helm.failure import classify
 
@@ -29,6 +31,9 @@ HELM_TIMEOUT = 300.0
 # Whether the helm upgrade or rollback this task runs applies server-side (Helm 4): only then may it
 # force conflicts (helm refuses --force-conflicts for a release it applies client-side).
 _SERVER_SIDE: contextvars.ContextVar[bool] = contextvars.ContextVar("promote_helm_server_side", default=False)
+# helm template prints each manifest after a `---` line, headed by `# Source: CHART/templates/FILE`.
+_MANIFEST = re.compile(rb"^---[ \t]*$", re.M)
+_SOURCE = re.compile(rb"^# Source: (.+)$", re.M)
 
 
 class ArgvCommand(Command):  # type: ignore[misc]
@@ -125,7 +130,16 @@ class ArgvCommand(Command):  # type: ignore[misc]
             command += ["--kube-version", self.kube_version]
         out = await self.run(command, json.dumps(values or {}).encode(), env=binary.short_lived_env(self._executable))
         # pyhelm3 parses with pure-Python PyYAML, which dominates a plan's CPU time; libyaml is ~10x faster.
-        return list(yaml.load_all(out, Loader=chart.YamlLoader))
+        docs = list(yaml.load_all(out, Loader=chart.YamlLoader))
+        if any(chart.object_problem(d) for d in docs):
+            # Rare, so only then: the manifests one by one, to name the template that rendered the bad one.
+            for manifest in _MANIFEST.split(out):
+                source = _SOURCE.search(manifest)
+                for doc in yaml.load_all(manifest, Loader=chart.YamlLoader):
+                    problem = chart.object_problem(doc)
+                    if problem and source:
+                        raise ChartError(f"{source.group(1).decode(errors='replace')}: a rendered document {problem}")
+        return docs
 
     def client_version(self) -> Any:
         """helm's version, remembered per binary (see binary.version)."""
@@ -148,7 +162,12 @@ class Helm:
 
     def chart(self, info: ChartInfo) -> Chart:
         """A pyhelm3 Chart for a local directory, built from Chart.yaml without another helm call."""
-        return Chart(self.command, ref=info.path, metadata=chart.parsed(info, "Chart.yaml"))
+        try:
+            return Chart(self.command, ref=info.path, metadata=chart.parsed(info, "Chart.yaml"))
+        except pydantic.ValidationError as e:
+            # pyhelm3 models Chart.yaml: say what is wrong in which file, as helm would.
+            wrong = "; ".join(f"{'.'.join(map(str, err['loc'][1:] or err['loc']))}: {err['msg']}" for err in e.errors())
+            raise ChartError(f"{info.path / 'Chart.yaml'}: {wrong}") from None
 
     async def template(
         self,

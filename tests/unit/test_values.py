@@ -171,7 +171,7 @@ def test_write_only_value_is_masked() -> None:
 def test_write_only_value_is_masked_inside_a_parent_violation() -> None:
     (v,) = _validate({"replicaCount": 3, "secret": {"password": "hunter2hunter2"}})
     assert v.path == "$.secret"
-    assert v.value == {"password": vals.MASK}
+    assert v.value == "{password}"  # a map is shown by its keys (see test_faults_found)
     assert "hunter2" not in str(v)
 
 
