@@ -142,7 +142,8 @@ class Suite:
         self.kube = handle.kube()
         self.scratch = scratch
         # promote's cache (render cache, keys) in the scratch directory; not the harness's (its binaries).
-        self.child_env = {"PROMOTE_CACHE": str(scratch / "cache")}
+        # A CI log is wide: at 80 columns a table cuts a long file path in the middle (file:line stays).
+        self.child_env = {"PROMOTE_CACHE": str(scratch / "cache"), "COLUMNS": "250"}
         self.captured: list[tuple[str, str]] = []  # (what ran, every byte it printed), for the secret search
         self.checks: list[Check] = []
         self.verdicts: list[Verdict] = []
@@ -374,8 +375,9 @@ class Suite:
                 verdict.problems.append(f"exit {result.code}")
             if TRACEBACK.search(text):
                 verdict.problems.append("traceback")
-            missing = [n for n in case.names if n not in text]
-            if missing or (case.place and not re.search(case.place, text)):
+            flat = " ".join(text.split())  # errors are wrapped to the terminal's width
+            missing = [n for n in case.names if n not in flat]
+            if missing or (case.place and not re.search(case.place, flat)):
                 verdict.problems.append("unnamed")
             if after != before:
                 changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
