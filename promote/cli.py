@@ -130,6 +130,38 @@ def on_conflict_option(f: F) -> F:
     )(f)
 
 
+def sync_options(f: F) -> F:
+    """--timeout, --lock-timeout and --concurrency: how apply and rollback sync releases."""
+    for opt in reversed(
+        [
+            click.option(
+                "--timeout",
+                default="5m",
+                show_default=True,
+                metavar="DURATION",
+                help="How long each release may take to become healthy.",
+            ),
+            click.option(
+                "--lock-timeout",
+                default="60s",
+                show_default=True,
+                metavar="DURATION",
+                help="How long to wait for another apply's lock.",
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(min=1),
+                default=4,
+                show_default=True,
+                metavar="N",
+                help="How many releases of one environment sync at once (1: one after another).",
+            ),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
 def output_option(f: F) -> F:
     """-o table|json|yaml."""
     return click.option(
@@ -526,34 +558,13 @@ def _at_least(text: str, minimum: float, option: str) -> float:
 )
 @click.option("--only", is_flag=True, help="Sync only ENV, not its upstream; the gate is still checked.")
 @click.option("--allow-dirty", is_flag=True, help="Allow uncommitted changes when promoting to a gated environment.")
-@click.option(
-    "--timeout",
-    default="5m",
-    show_default=True,
-    metavar="DURATION",
-    help="How long each release may take to become healthy.",
-)
-@click.option(
-    "--lock-timeout",
-    default="60s",
-    show_default=True,
-    metavar="DURATION",
-    help="How long to wait for another apply's lock.",
-)
+@sync_options
 @click.option(
     "--lock-ttl",
     default="30s",
     show_default=True,
     metavar="DURATION",
     help="Lease duration; a crashed apply's lock expires after it.",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    metavar="N",
-    help="How many releases of one environment sync at once (1: one after another).",
 )
 @click.option("--unpin", is_flag=True, help="Release a pin left by `promote rollback` on ENV, then apply.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (never asked without a terminal).")
@@ -646,29 +657,8 @@ def apply(
 @app_option
 @output_option
 @global_options(command=True)
-@click.option(
-    "--timeout",
-    default="5m",
-    show_default=True,
-    metavar="DURATION",
-    help="How long each release may take to become healthy.",
-)
-@click.option(
-    "--lock-timeout",
-    default="60s",
-    show_default=True,
-    metavar="DURATION",
-    help="How long to wait for another apply's lock.",
-)
+@sync_options
 @click.option("--reason", default="", help="Why, recorded on the pin the rollback leaves.")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    metavar="N",
-    help="How many releases of one environment sync at once (1: one after another).",
-)
 @click.pass_obj
 def rollback(
     app: AppContext,
