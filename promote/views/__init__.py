@@ -12,6 +12,7 @@ its error included. Modules: `layout` (widths, tables, truncation), `plan`, `pro
 from __future__ import annotations
 
 import json
+from collections import Counter
 from enum import StrEnum
 from typing import Any
 
@@ -356,7 +357,8 @@ class View:
         rows = [
             [v.location, v.app, v.environment, v.path, json.dumps(v.value), v.schema, v.expected] for v in violations
         ]
-        return "\n".join(table(columns, rows, self.layout)) + f"\n\n{len(violations)} violation(s)."
+        summary = wrap(violation_summary(violations), self.layout)
+        return "\n".join([*table(columns, rows, self.layout), "", *summary])
 
     # --- errors ------------------------------------------------------------------------------------
 
@@ -365,3 +367,11 @@ class View:
         if not self.fmt.human:
             return self.dump({"error": message, "exitCode": code})
         return click.style("Error: ", fg="red", bold=True) + message
+
+
+def violation_summary(violations: list[Violation]) -> str:
+    """The count, and which schema each violation breaks: the SCHEMA column is only in `-o wide`, and a
+    policy's `required` names the missing key but not that it is the policy that asks for it."""
+    counts = Counter(v.schema for v in violations)
+    parts = ", ".join(f"{n} of {schema}" for schema, n in sorted(counts.items()))
+    return f"{len(violations)} violation(s): {parts}."

@@ -91,7 +91,9 @@ def test_prod_policy_violations_name_prod_only_and_are_all_reported(
             "65535",
         ],
     ]
-    assert lines[-1] == "2 violation(s)."
+    # the summary names the schema each violation breaks (the SCHEMA column is only in -o wide)
+    summary = " ".join(table.stdout.split("\n\n")[-1].split())
+    assert summary == "2 violation(s): 1 of charts/python-app/values.schema.json, 1 of schemas/prod.policy.schema.json."
     assert " default " not in table.stdout
     assert "Traceback" not in table.output
 

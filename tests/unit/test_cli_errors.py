@@ -32,7 +32,7 @@ def test_a_value_set_with_set_is_attributed_to_set(tmp_path: Path) -> None:
     assert {(v["file"], v["line"], v["path"], v["expected"]) for v in doc["violations"]} == {
         ("--set", None, "$.replicaCount", "type integer")
     }
-    rows = [line.split() for line in table.stdout.splitlines()[1:-2]]
+    rows = [line.split() for line in table.stdout.split("\n\n")[0].splitlines()[1:]]
     assert {row[0] for row in rows} == {"--set"}
     assert DEFINITION not in table.stdout
 
