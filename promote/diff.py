@@ -10,6 +10,7 @@ plan never reports noise, and Secret data is never shown.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -386,11 +387,22 @@ def _labels(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def fingerprint_secret(obj: dict[str, Any]) -> dict[str, Any]:
-    """A Secret with its data and stringData values replaced by fingerprints (other kinds unchanged)."""
+    """A Secret with its data and stringData values replaced by fingerprints (other kinds unchanged).
+
+    String `stringData` is folded into `data` as the apiserver stores it (base64, over `data`'s key of the
+    same name): a live Secret never has `stringData`, so a rendered one that keeps it could never be proven
+    unchanged from the cache, and every warm plan of a chart like `helm create`'s ran helm again.
+    """
     if obj.get("kind") != "Secret":
         return obj
     out = dict(obj)
+    data, strings = obj.get("data"), obj.get("stringData")
+    if isinstance(strings, dict) and all(isinstance(v, str) for v in strings.values()):
+        folded = {k: base64.b64encode(v.encode()).decode() for k, v in strings.items()}
+        data = {**data, **folded} if isinstance(data, dict) else folded
+        out.pop("stringData")
+        out["data"] = data
     for key in ("data", "stringData"):
-        if isinstance(obj.get(key), dict):
-            out[key] = {k: secret_fingerprint(v) for k, v in obj[key].items()}
+        if isinstance(out.get(key), dict):
+            out[key] = {k: secret_fingerprint(v) for k, v in out[key].items()}
     return out

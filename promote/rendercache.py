@@ -18,7 +18,7 @@ from typing import Any
 
 from promote import fingerprint
 
-VERSION = 2
+VERSION = 3  # 3: Secret stringData folded into data (diff.fingerprint_secret)
 
 
 def cache_dir() -> Path:

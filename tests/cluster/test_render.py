@@ -67,3 +67,49 @@ def test_the_render_cache_holds_no_secret_value(
     assert "python-app-secret" in text  # the Secret itself is cached, as fingerprints
     for form in (password, base64.b64encode(password.encode()).decode()):
         assert form not in text
+
+
+STRING_DATA_SECRET = """apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .Release.Name }}-string-data
+type: Opaque
+stringData:
+  token: {{ .Values.secret.password | quote }}
+"""
+
+
+def test_a_warm_plan_of_a_chart_with_string_data_runs_no_helm(
+    tmp_path: Path, two_namespaces: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `helm create`-style charts render Secrets with stringData; the live Secret holds it as data. The
+    # cache must still prove such a release unchanged, or every warm plan runs helm once per release.
+    import shutil
+
+    monkeypatch.setenv("PROMOTE_CACHE", str(tmp_path / "cache"))
+    repo = make_repo(tmp_path, *two_namespaces)
+    (repo / CHART / "templates" / "string-data.yaml").write_text(STRING_DATA_SECRET)
+    commit(repo, "a Secret rendered with stringData")
+    apply(repo, "default", code=0)
+
+    # helm itself, each run written down: the real binary does all the work.
+    runs = tmp_path / "helm-runs"
+    counted = tmp_path / "helm"
+    counted.write_text(f'#!/bin/sh\necho "$1" >> {runs}\nexec {shutil.which("helm")} "$@"\n')
+    counted.chmod(0o755)
+    env = {"PROMOTE_HELM": str(counted)}
+    assert cli(repo, "plan", "default", env=env).exit_code == 0  # warms the cache, if apply left it cold
+    runs.unlink(missing_ok=True)
+    warm = cli(repo, "plan", "default", "-o", "json", env=env)
+    assert warm.exit_code == 0, warm.output
+    (release,) = json.loads(warm.stdout)["releases"]
+    assert {c["action"] for c in release["changes"]} == {"unchanged"}
+    assert not runs.exists() or "template" not in runs.read_text().split(), runs.read_text()
+
+    # and the cache does not hide a change of the value behind the fingerprint
+    edit_env(repo, "default", values={**env_values(repo, "default"), "secret": {"password": "rotated"}})
+    commit(repo, "rotate the password")
+    changed = json.loads(cli(repo, "plan", "default", "-o", "json", env=env).stdout)
+    (release,) = changed["releases"]
+    names = {c["name"] for c in release["changes"] if c["action"] == "update"}
+    assert "string-data" in " ".join(names), release["changes"]

@@ -259,3 +259,29 @@ def test_equal_values_equal_fingerprints_and_a_changed_value_shows() -> None:
 def test_other_kinds_are_not_fingerprinted() -> None:
     cm = {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"config.yaml": "a: 1"}}
     assert diff.fingerprint_secret(cm) is cm
+
+
+def test_string_data_is_compared_as_the_data_the_apiserver_keeps() -> None:
+    # A live Secret never carries stringData: the apiserver folds it into data, base64-encoded. A render
+    # with stringData must be covered by that live Secret, or no warm plan proves it unchanged.
+    import base64
+
+    rendered = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s"},
+        "data": {"username": "YXBw", "token": "b2xk"},
+        "stringData": {"token": "hunter2-plain"},
+    }
+    encoded = base64.b64encode(b"hunter2-plain").decode()
+    live = {**rendered, "data": {"username": "YXBw", "token": encoded}}
+    del live["stringData"]
+    want = diff.fingerprint_secret(rendered)
+    assert "stringData" not in want and set(want["data"]) == {"username", "token"}
+    assert diff.covers(diff.fingerprint_secret(live), want)
+    assert "hunter2-plain" not in json.dumps(want) and encoded not in json.dumps(want)
+    live["data"]["token"] = base64.b64encode(b"edited").decode()
+    assert not diff.covers(diff.fingerprint_secret(live), want)
+    # a value stringData cannot hold (the apiserver refuses it) is left for the server to judge
+    odd = {**rendered, "stringData": {"n": 1}}
+    assert "stringData" in diff.fingerprint_secret(odd)
