@@ -102,14 +102,16 @@ def test_a_warm_plan_of_a_chart_with_string_data_runs_no_helm(
     runs.unlink(missing_ok=True)
     warm = cli(repo, "plan", "default", "-o", "json", env=env)
     assert warm.exit_code == 0, warm.output
-    (release,) = json.loads(warm.stdout)["releases"]
+    ((release,),) = [e["releases"] for e in json.loads(warm.stdout)["environments"]]
     assert {c["action"] for c in release["changes"]} == {"unchanged"}
     assert not runs.exists() or "template" not in runs.read_text().split(), runs.read_text()
 
     # and the cache does not hide a change of the value behind the fingerprint
-    edit_env(repo, "default", values={**env_values(repo, "default"), "secret": {"password": "rotated"}})
+    edit_env(repo, "default", values={**env_values(repo, "default"), "secret": {"password": "rotated-password"}})
     commit(repo, "rotate the password")
-    changed = json.loads(cli(repo, "plan", "default", "-o", "json", env=env).stdout)
-    (release,) = changed["releases"]
+    result = cli(repo, "plan", "default", "-o", "json", env=env)
+    assert result.exit_code == 0, result.output
+    changed = json.loads(result.stdout)
+    ((release,),) = [e["releases"] for e in changed["environments"]]
     names = {c["name"] for c in release["changes"] if c["action"] == "update"}
-    assert "string-data" in " ".join(names), release["changes"]
+    assert "string-data" in " ".join(names), release
