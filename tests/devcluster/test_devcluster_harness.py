@@ -72,6 +72,12 @@ def test_kubectl_sees_three_ready_nodes(dev_cluster: ClusterHandle) -> None:
     assert len(rows) == 3 and all(r[1] == "Ready" for r in rows), out.stdout
 
 
+def test_the_nodes_hold_the_pods_of_a_thousand_releases(kube: Kube) -> None:
+    # bench/run.py --sizes 100,500,1000 runs about 1,750 pods, and 3,500 with its raw-helm copies.
+    nodes = kube.get("/api/v1/nodes")["items"]
+    assert sum(int(n["status"]["allocatable"]["pods"]) for n in nodes) >= 3500
+
+
 def test_helm_install_with_pre_install_hook_completes(kube: Kube, namespace: str) -> None:
     result = helm_run(
         "install", "hooked", str(CHART), "-n", namespace, "--wait", "--timeout", "90s", "--set", "replicas=2"
