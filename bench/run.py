@@ -250,8 +250,10 @@ def make_tools(work: Path, promote_ref: str | None, cache_dir: Path) -> Tools:
     if promote_ref:
         src = work / "promote-src"
         src.mkdir()
+        # schemas/ too: the package's schema files are symlinks into it.
+        tree = quick(["git", "-C", str(REPO_ROOT), "ls-tree", "--name-only", promote_ref, "schemas"], env)
         archive = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "archive", promote_ref, "promote"],
+            ["git", "-C", str(REPO_ROOT), "archive", promote_ref, "promote", *tree.split()],
             capture_output=True,
             timeout=QUICK_TIMEOUT,
             check=False,
@@ -260,6 +262,9 @@ def make_tools(work: Path, promote_ref: str | None, cache_dir: Path) -> Tools:
             raise BenchError(f"git archive {promote_ref} failed: {archive.stderr.decode(errors='replace').strip()}")
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, timeout=QUICK_TIMEOUT, check=True)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH", "")]))
+        # `python -m` puts the working directory first on sys.path: run from the repository's root, it
+        # would import the working tree's promote instead of the archived one.
+        env["PYTHONSAFEPATH"] = "1"
         return Tools(helm, kubectl, [sys.executable, "-m", "promote.cli"], env, f"git {promote_ref} ({src})")
     promote = real_executable("promote")
     return Tools(helm, kubectl, [promote], env, f"{promote} (installed; the working tree if editable)")
@@ -806,6 +811,10 @@ def versions(tools: Tools) -> dict[str, Any]:
         "python": platform.python_version(),
         "paths": {"helm": tools.helm, "kubectl": tools.kubectl, "promote": tools.promote},
         "promoteSource": tools.promote_source,
+        # Where the measured promote is imported from, to check that it is the one meant.
+        "promoteModule": quick([*tools.promote[:-2], "-c", "import promote; print(promote.__file__)"], env).strip()
+        if tools.promote[-2:] == ["-m", "promote.cli"]
+        else tools.promote[0],
     }
 
 
