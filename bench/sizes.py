@@ -23,6 +23,7 @@ from typing import Any
 
 from run import (
     PLAN_TIMEOUT,
+    QUICK_TIMEOUT,
     TARGET_ENV,
     Bench,
     BenchError,
@@ -44,6 +45,30 @@ PER_RELEASE_LIMIT = 1.15  # time per release at a size / at the smallest size
 RSS_LIMIT_MB = 250.0  # peak ru_maxrss of any promote command
 # The promote commands measured at each size, whose time per release and memory are judged.
 COMMANDS = ("plan_cold", "plan_warm", "status")
+
+
+# The dev cluster's Service range (devcluster.cluster.SERVICE_CIDR, a /24) holds 253 Services, and every
+# release of either chart has one: past that, helm install fails with "failed to allocate a serviceIP ...
+# range is full". A second range for this run's cluster, through the ServiceCIDR API (GA in 1.33).
+SERVICE_CIDR_NAME = "bench-sizes"
+EXTRA_SERVICE_CIDR: dict[str, Any] = {
+    "apiVersion": "networking.k8s.io/v1",
+    "kind": "ServiceCIDR",
+    "metadata": {"name": SERVICE_CIDR_NAME},
+    "spec": {"cidrs": ["10.1.0.0/16"]},
+}
+
+
+def widen_service_range(bench: Bench) -> None:
+    """Add EXTRA_SERVICE_CIDR to the cluster and wait until the apiserver allocates from it."""
+    tools = bench.tools
+    check(
+        run_measured(
+            [tools.kubectl, "apply", "-f", "-"], tools.env, QUICK_TIMEOUT, stdin=json.dumps(EXTRA_SERVICE_CIDR)
+        )
+    )
+    argv = [tools.kubectl, "wait", "--for=condition=Ready", f"servicecidr/{SERVICE_CIDR_NAME}", "--timeout=60s"]
+    check(run_measured(argv, tools.env, QUICK_TIMEOUT + 10))
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -134,6 +159,7 @@ def _status_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
 def take(warm: Bench, cold: Bench, sizes: list[int], loop_sample: int | None, into: list[Size]) -> None:
     """Every size's measurements, in increasing order of size, growing and deploying in between; each
     size is appended to `into` as it starts, so that an interrupted run keeps what it took."""
+    widen_service_range(warm)
     deployed: set[tuple[str, str]] = set()
     for size in sizes:
         cold.grow(size // 2)
