@@ -19,6 +19,9 @@ and in one run times each measurement `--repeat` times:
                        --concurrency as given), against the sequential raw loop over as many releases:
                        helm upgrade --install --wait of each, one after another, a value changed
 
+`--sizes 100,500,1000` takes instead the render floor, the loop, cold and warm plan and `promote status` at
+each of these release counts, in one run (bench/sizes.py).
+
 `--chart create` runs it all on the chart `helm create` makes, plus a ConfigMap and a Secret (bench/charts/
 create), instead of bench/charts/svc. `--only NAME,…` takes only the named measurements (with what they
 need deployed first), for a quick look at one of them.
