@@ -359,6 +359,12 @@ class Measurement:
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # when the measurement started
     error: str | None = None
 
+    def record(self, run: Run) -> None:
+        """One sample of a promote command whose memory was watched: its time and peak memory."""
+        self.samples.append(run.seconds)
+        self.maxrss_mb.append(run.maxrss_kb / 1024)
+        self.hwm_mb.append(run.hwm_kb / 1024)
+
     @property
     def median(self) -> float | None:
         """Median of the samples, None without any."""
@@ -552,9 +558,7 @@ class Bench:
     def _plan(self, m: Measurement, expect_changes: bool) -> None:
         """One timed plan over every app, checked and counted."""
         run = check(self.promote("plan", TARGET_ENV, "-o", "json", timeout=PLAN_TIMEOUT, memory=True))
-        m.samples.append(run.seconds)
-        m.maxrss_mb.append(run.maxrss_kb / 1024)
-        m.hwm_mb.append(run.hwm_kb / 1024)
+        m.record(run)
         plan = json.loads(run.stdout)
         summary = plan.get("summary", {})
         planned = sum(len(e.get("releases", [])) for e in plan.get("environments", []))

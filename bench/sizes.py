@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import shlex
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -116,22 +117,18 @@ def status(bench: Bench, m: Measurement) -> None:
     and any that is not Synced and Healthy is noted as an oddity."""
     for _ in range(bench.repeat):
         run = check(bench.promote("status", "-o", "json", timeout=PLAN_TIMEOUT, memory=True), ok=(0, 2))
-        m.samples.append(run.seconds)
-        m.maxrss_mb.append(run.maxrss_kb / 1024)
-        m.hwm_mb.append(run.hwm_kb / 1024)
-        rows = _status_rows(json.loads(run.stdout))
+        m.record(run)
+        rows = json.loads(run.stdout).get("releases", [])
         if len(rows) != len(bench.releases):
             raise BenchError(f"status reports {len(rows)} releases, expected {len(bench.releases)}")
-        states: dict[str, int] = {}
-        for row in rows:
-            state = f"{row.get('sync')}/{row.get('health')}"
-            states[state] = states.get(state, 0) + 1
-        note = f"{len(rows)} releases, sync/health {states}"
+        states = Counter(f"{row.get('sync')}/{row.get('health')}" for row in rows)
+        note = f"{len(rows)} releases, sync/health {dict(states)}"
         if note not in m.notes:
             m.notes.append(note)
         odd = {s: n for s, n in states.items() if s != "Synced/Healthy"}
-        if odd and f"{m.name}: {odd}" not in bench.oddities:
-            bench.oddities.append(f"{m.name}: not every release is Synced and Healthy: {odd}")
+        oddity = f"{m.name}: not every release is Synced and Healthy: {odd}"
+        if odd and oddity not in bench.oddities:
+            bench.oddities.append(oddity)
 
 
 def count_helm_templates(bench: Bench) -> int:
@@ -149,11 +146,6 @@ def count_helm_templates(bench: Bench) -> int:
     argv = [*bench.tools.promote, "--no-color", "-C", str(bench.repo), "plan", TARGET_ENV, "-o", "json"]
     check(run_measured(argv, env, PLAN_TIMEOUT))
     return log_file.read_text().split().count("template")
-
-
-def _status_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The per-release rows of `promote status -o json`."""
-    return list(doc.get("releases", []))
 
 
 def take(warm: Bench, cold: Bench, sizes: list[int], loop_sample: int | None, into: list[Size]) -> None:
