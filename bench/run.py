@@ -19,6 +19,9 @@ and in one run times each measurement `--repeat` times:
                        --concurrency as given), against the sequential raw loop over as many releases:
                        helm upgrade --install --wait of each, one after another, a value changed
 
+`--sizes 100,500,1000` takes instead the render floor, the loop, cold and warm plan and `promote status` at
+each of these release counts, in one run (bench/sizes.py).
+
 `--chart create` runs it all on the chart `helm create` makes, plus a ConfigMap and a Secret (bench/charts/
 create), instead of bench/charts/svc. `--only NAME,…` takes only the named measurements (with what they
 need deployed first), for a quick look at one of them.
@@ -37,6 +40,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -59,6 +63,7 @@ REPO_ROOT = BENCH_DIR.parent
 OUT_DIR = BENCH_DIR / "out"
 DEFAULT_STATE_DIR = Path("~/.cache/promote/bench-cluster")
 TARGET_ENV = "prod"
+DEFAULT_APPS = 50
 
 # Timeouts, in seconds, for one child process. Generous: this is a benchmark on a small machine, and a
 # timeout is reported as an error, never as a slow sample.
@@ -72,6 +77,8 @@ HELM_TIMEOUT = 360.0
 HELM_DEPLOY_WORKERS = 8
 # How often promote's own memory high-water mark (VmHWM) is read while it runs.
 HWM_POLL = 0.05
+# The seed of --loop-sample's choice of releases: the same releases in every sample and every run.
+LOOP_SAMPLE_SEED = 18
 
 
 class BenchError(Exception):
@@ -250,8 +257,10 @@ def make_tools(work: Path, promote_ref: str | None, cache_dir: Path) -> Tools:
     if promote_ref:
         src = work / "promote-src"
         src.mkdir()
+        # schemas/ too: the package's schema files are symlinks into it.
+        tree = quick(["git", "-C", str(REPO_ROOT), "ls-tree", "--name-only", promote_ref, "schemas"], env)
         archive = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "archive", promote_ref, "promote"],
+            ["git", "-C", str(REPO_ROOT), "archive", promote_ref, "promote", *tree.split()],
             capture_output=True,
             timeout=QUICK_TIMEOUT,
             check=False,
@@ -260,6 +269,9 @@ def make_tools(work: Path, promote_ref: str | None, cache_dir: Path) -> Tools:
             raise BenchError(f"git archive {promote_ref} failed: {archive.stderr.decode(errors='replace').strip()}")
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, timeout=QUICK_TIMEOUT, check=True)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH", "")]))
+        # `python -m` puts the working directory first on sys.path: run from the repository's root, it
+        # would import the working tree's promote instead of the archived one.
+        env["PYTHONSAFEPATH"] = "1"
         return Tools(helm, kubectl, [sys.executable, "-m", "promote.cli"], env, f"git {promote_ref} ({src})")
     promote = real_executable("promote")
     return Tools(helm, kubectl, [promote], env, f"{promote} (installed; the working tree if editable)")
@@ -316,13 +328,15 @@ def write_values(path: Path, index: int, env: str, revision: int = 0) -> str:
     return str(path)
 
 
-def releases(apps: int, values_dir: Path) -> list[Release]:
-    """Every release of the generated repository, default first, in app order."""
+def releases(
+    apps: range, name_apps: int, values_dir: Path, namespaces: dict[str, str] = generate.NAMESPACES
+) -> list[Release]:
+    """The releases of these apps of the generated repository, default first, in app order."""
     values_dir.mkdir(parents=True, exist_ok=True)
     out = []
-    for env, namespace in generate.NAMESPACES.items():
-        for i in range(apps):
-            app = generate.app_name(i, apps)
+    for env, namespace in namespaces.items():
+        for i in apps:
+            app = generate.app_name(i, name_apps)
             name = generate.release_name(app, env)
             out.append(Release(app, env, name, namespace, write_values(values_dir / f"{name}.json", i, env)))
     return out
@@ -344,6 +358,12 @@ class Measurement:
     details: list[dict[str, Any]] = field(default_factory=list)  # per sample, when promote says more
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # when the measurement started
     error: str | None = None
+
+    def record(self, run: Run) -> None:
+        """One sample of a promote command whose memory was watched: its time and peak memory."""
+        self.samples.append(run.seconds)
+        self.maxrss_mb.append(run.maxrss_kb / 1024)
+        self.hwm_mb.append(run.hwm_kb / 1024)
 
     @property
     def median(self) -> float | None:
@@ -376,14 +396,18 @@ class Bench:
         chart: str = "svc",
         only: Sequence[str] = (),
         concurrency: int = 4,
+        namespaces: dict[str, str] = generate.NAMESPACES,
+        name_apps: int | None = None,
     ) -> None:
         self.tools, self.repo, self.apps, self.repeat, self.work = tools, repo, apps, repeat, work
         self.deploy = deploy
         self.cache_dir = cache_dir
         self.shape, self.only, self.concurrency = chart, set(only), concurrency
         self.chart = str(repo / generate.chart_dir(chart))
-        self.releases = releases(apps, work / "values")
-        self.app0 = generate.app_name(0, apps)
+        self.namespaces = namespaces
+        self.name_apps = name_apps or apps  # the width of app names: the most apps the repository will have
+        self.releases = releases(range(apps), self.name_apps, work / "values", namespaces)
+        self.app0 = generate.app_name(0, self.name_apps)
         self.measurements: dict[str, Measurement] = {}
         self.problems: list[str] = []  # errors: a command failed (exit code 1)
         self.oddities: list[str] = []  # promote misbehaved without erroring (reported, exit code unaffected)
@@ -438,6 +462,16 @@ class Bench:
             found[r.name] = int(rows[0]["revision"]) if rows else 0
         return found
 
+    def grow(self, apps: int) -> list[Release]:
+        """Add apps to the generated repository up to `apps`, committed; their new releases."""
+        if apps <= self.apps:
+            return []
+        generate.grow(self.repo, self.apps, apps, self.name_apps, self.shape, self.namespaces)
+        new = releases(range(self.apps, apps), self.name_apps, self.work / "values", self.namespaces)
+        self.apps = apps
+        self.releases = sorted([*self.releases, *new], key=lambda r: list(self.namespaces).index(r.env))
+        return new
+
     def clear_render_cache(self) -> None:
         """Empty promote's cache (PROMOTE_CACHE points into this run's scratch directory)."""
         shutil.rmtree(self.cache_dir, ignore_errors=True)
@@ -445,13 +479,13 @@ class Bench:
 
     def commit_app0(self, revision: int) -> str:
         """Change APP0's app-wide values (image tag and a config key), commit; the new sha."""
-        generate.write_app(self.repo, 0, self.apps, revision, self.shape)
+        generate.write_app(self.repo, 0, self.name_apps, revision, self.shape, self.namespaces)
         return generate.commit_all(self.repo, f"bench: {self.app0} revision {revision}")
 
     def commit_every_app(self, revision: int) -> str:
         """Change every app's app-wide values, commit; the new sha."""
         for i in range(self.apps):
-            generate.write_app(self.repo, i, self.apps, revision, self.shape)
+            generate.write_app(self.repo, i, self.name_apps, revision, self.shape, self.namespaces)
         return generate.commit_all(self.repo, f"bench: every app at revision {revision}")
 
     # measurements
@@ -470,15 +504,26 @@ class Bench:
                 list(pool.map(one, self.releases))
             m.samples.append(time.perf_counter() - start)
 
-    def baseline(self, m: Measurement) -> None:
-        """Sequential helm template | kubectl diff --server-side per release (exit 1 = differences, fine)."""
+    def baseline(self, m: Measurement, sample: int | None = None) -> None:
+        """Sequential helm template | kubectl diff --server-side per release (exit 1 = differences, fine).
+
+        With `sample`, the loop runs over that many releases picked at random (seeded, so the same ones in
+        every sample and every run) and its time is scaled up to all of them."""
+        loop = self.releases
+        if sample is not None and sample < len(self.releases):
+            loop = random.Random(LOOP_SAMPLE_SEED).sample(self.releases, sample)
+            m.notes.append(
+                f"SAMPLED: timed over {sample} random releases (seed {LOOP_SAMPLE_SEED}), "
+                f"scaled by {len(self.releases)}/{sample}"
+            )
+        scale = len(self.releases) / len(loop)
         for _ in range(self.repeat):
             start = time.perf_counter()
             differing = 0
-            for r in self.releases:
+            for r in loop:
                 differing += self._template_diff(r)
-            m.samples.append(time.perf_counter() - start)
-            note = f"{differing}/{len(self.releases)} releases differ"
+            m.samples.append((time.perf_counter() - start) * scale)
+            note = f"{differing}/{len(loop)} releases differ"
             if note not in m.notes:
                 m.notes.append(note)
 
@@ -513,9 +558,7 @@ class Bench:
     def _plan(self, m: Measurement, expect_changes: bool) -> None:
         """One timed plan over every app, checked and counted."""
         run = check(self.promote("plan", TARGET_ENV, "-o", "json", timeout=PLAN_TIMEOUT, memory=True))
-        m.samples.append(run.seconds)
-        m.maxrss_mb.append(run.maxrss_kb / 1024)
-        m.hwm_mb.append(run.hwm_kb / 1024)
+        m.record(run)
         plan = json.loads(run.stdout)
         summary = plan.get("summary", {})
         planned = sum(len(e.get("releases", [])) for e in plan.get("environments", []))
@@ -559,10 +602,12 @@ class Bench:
         outcomes = [r["outcome"] for e in result["environments"] for r in e["releases"]]
         m.notes.append(f"{outcomes.count('synced')}/{len(self.releases)} releases synced")
 
-    def deploy_all_helm(self, m: Measurement) -> None:
-        """helm upgrade --install --wait of every release, in parallel (faster set-up for the warm plan)."""
+    def deploy_all_helm(self, m: Measurement, only: Sequence[Release] | None = None) -> None:
+        """helm upgrade --install --wait of every release (or of `only`), in parallel (faster set-up for
+        the warm plan)."""
         workers = HELM_DEPLOY_WORKERS
-        m.notes.append(f"{workers} parallel helm upgrade --install --wait")
+        todo = self.releases if only is None else only
+        m.notes.append(f"{len(todo)} releases, {workers} parallel helm upgrade --install --wait")
 
         def one(r: Release) -> None:
             argv = [self.tools.helm, "upgrade", "--install", r.name, self.chart, "-n", r.namespace]
@@ -571,7 +616,7 @@ class Bench:
 
         start = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(one, self.releases))
+            list(pool.map(one, todo))
         m.samples.append(time.perf_counter() - start)
 
     def plan_warm(self, m: Measurement) -> None:
@@ -619,7 +664,7 @@ class Bench:
 
     def apply_many(self, m: Measurement, raw: Measurement) -> None:
         """promote apply prod after a change of every app, vs the sequential raw helm loop, alternating."""
-        index = {generate.app_name(i, self.apps): i for i in range(self.apps)}
+        index = {generate.app_name(i, self.name_apps): i for i in range(self.apps)}
         raw_releases = [Release(r.app, r.env, f"{r.name}-raw", r.namespace, r.values_file) for r in self.releases]
         raw.load_average = os.getloadavg()
         raw.notes.append(f"{len(raw_releases)} releases <release>-raw, installed untimed first, in parallel")
@@ -769,15 +814,20 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def report(b: Bench) -> str:
-    """The tables printed at the end."""
+def measurement_table(measurements: Sequence[Measurement]) -> str:
+    """One row per measurement: median, samples, peak memory and notes."""
     rows = []
-    for m in b.measurements.values():
+    for m in measurements:
         rss = f"{max(m.maxrss_mb):.0f} / {max(m.hwm_mb):.0f}" if m.maxrss_mb else ""
         samples = " ".join(f"{s:.2f}" for s in m.samples)
         rows.append([m.name, fmt(m.median), samples, rss, "ERROR" if m.error else "; ".join(m.notes)])
     header = ["measurement", "median s", "samples s", "RSS MB max/own", "notes"]
-    table = tabulate(rows, headers=header, tablefmt="github", maxcolwidths=[None, None, None, None, 70])
+    return tabulate(rows, headers=header, tablefmt="github", maxcolwidths=[None, None, None, None, 70])
+
+
+def report(b: Bench) -> str:
+    """The tables printed at the end."""
+    table = measurement_table(list(b.measurements.values()))
     trows = [[t.name, fmt(t.value) + t.unit, f"<= {t.limit:g}{t.unit}", t.verdict] for t in targets(b)]
     med = {name: m.median for name, m in b.measurements.items()}
     tuned = ratio(med.get("plan_cold"), med.get("render_floor_as_promote"))
@@ -806,6 +856,10 @@ def versions(tools: Tools) -> dict[str, Any]:
         "python": platform.python_version(),
         "paths": {"helm": tools.helm, "kubectl": tools.kubectl, "promote": tools.promote},
         "promoteSource": tools.promote_source,
+        # Where the measured promote is imported from, to check that it is the one meant.
+        "promoteModule": quick([*tools.promote[:-2], "-c", "import promote; print(promote.__file__)"], env).strip()
+        if tools.promote[-2:] == ["-m", "promote.cli"]
+        else tools.promote[0],
     }
 
 
@@ -829,7 +883,7 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark promote plan/apply against the local dev cluster.")
-    parser.add_argument("--apps", type=int, default=50, help="apps to generate, 2 releases each (default: 50)")
+    parser.add_argument("--apps", type=int, help=f"apps to generate, 2 releases each (default: {DEFAULT_APPS})")
     parser.add_argument("--repeat", type=int, default=3, help="samples per measurement; the median is reported")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="dev cluster state directory")
     parser.add_argument("--keep-cluster", action="store_true", help="leave the cluster (and scratch dir) running")
@@ -852,9 +906,35 @@ def main(argv: list[str] | None = None) -> int:
         metavar="REF",
         help="measure promote/ as committed at this Git ref of the repository (default: the installed promote)",
     )
+    parser.add_argument(
+        "--sizes",
+        metavar="N,…",
+        help="instead of the measurements above: render floor, loop, cold and warm plan and status at each "
+        "of these release counts (e.g. 100,500,1000), deploying with parallel helm in between",
+    )
+    parser.add_argument(
+        "--loop-sample",
+        type=int,
+        metavar="N",
+        help="with --sizes: time the baseline loop over N random releases (fixed seed) and scale it up",
+    )
     args = parser.parse_args(argv)
+    apps_given = args.apps is not None
+    args.apps = args.apps if apps_given else DEFAULT_APPS
     if args.apps < 1 or args.repeat < 1:
         parser.error("--apps and --repeat must be at least 1")
+    sizes: list[int] = []
+    if args.sizes is not None:
+        import sizes as size_bench
+
+        try:
+            sizes = size_bench.parse_sizes(args.sizes)
+        except ValueError as e:
+            parser.error(str(e))
+        if args.only or apps_given:
+            parser.error("--sizes takes its own measurements at its own sizes: drop --only and --apps")
+    if args.loop_sample is not None and (not sizes or args.loop_sample < 1):
+        parser.error("--loop-sample wants --sizes and a count of at least 1")
     if args.repeat < 3:
         log(f"warning: --repeat {args.repeat} is below 3; medians of fewer samples are for debugging only")
     state_dir: Path = args.state_dir.expanduser().resolve()
@@ -867,37 +947,56 @@ def main(argv: list[str] | None = None) -> int:
         "loadAverageBefore": os.getloadavg(),
     }
     bench: Bench | None = None
+    taken: list[Any] = []  # sizes.Size, with --sizes
     problems: list[str] = []
     oddities: list[str] = []
     cluster_started = False
     try:
         results["promoteRepo"] = git_info()
         tools = make_tools(work, args.promote_ref, work / "promote-cache")
-        log(f"generating {args.apps} apps in {work / 'repo'}")
+        apps = sizes[0] // 2 if sizes else args.apps
+        name_apps = sizes[-1] // 2 if sizes else args.apps
+        log(f"generating {apps} apps in {work / 'repo'}")
         repo = work / "repo"
-        results["benchRepoSha"] = generate.generate(repo, args.apps, args.chart)
+        results["benchRepoSha"] = generate.generate(repo, apps, args.chart, name_apps=name_apps)
+        if sizes:
+            generate.generate(work / "repo-cold", apps, args.chart, generate.COLD_NAMESPACES, name_apps)
         log(f"starting a fresh dev cluster in {state_dir}")
         cluster_started = True
         tools.env["KUBECONFIG"] = cluster_up(state_dir)
-        for ns in generate.NAMESPACES.values():
+        namespaces = [*generate.NAMESPACES.values(), *(generate.COLD_NAMESPACES.values() if sizes else ())]
+        for ns in namespaces:
             quick([tools.kubectl, "create", "namespace", ns], tools.env)
         results["versions"] = versions(tools)
-        only = [n for n in args.only.split(",") if n]
-        bench = Bench(
-            tools,
-            repo,
-            args.apps,
-            args.repeat,
-            work,
-            work / "promote-cache",
-            args.deploy,
-            chart=args.chart,
-            only=only,
-            concurrency=args.concurrency,
-        )
-        bench.run_all()
-        problems.extend(bench.problems)
-        oddities.extend(bench.oddities)
+        if sizes:
+            cache = work / "promote-cache"
+            warm = Bench(tools, repo, apps, args.repeat, work, cache, "helm", args.chart, name_apps=name_apps)
+            cold = Bench(
+                tools, work / "repo-cold", apps, args.repeat, work, cache, "helm", args.chart,
+                namespaces=generate.COLD_NAMESPACES, name_apps=name_apps,
+            )  # fmt: skip
+            try:
+                size_bench.take(warm, cold, sizes, args.loop_sample, into=taken)
+            finally:
+                problems.extend([*cold.problems, *warm.problems])
+                oddities.extend([*cold.oddities, *warm.oddities])
+        else:
+            only = [n for n in args.only.split(",") if n]
+            bench = Bench(
+                tools,
+                repo,
+                args.apps,
+                args.repeat,
+                work,
+                work / "promote-cache",
+                args.deploy,
+                chart=args.chart,
+                only=only,
+                concurrency=args.concurrency,
+            )
+            bench.run_all()
+            problems.extend(bench.problems)
+            oddities.extend(bench.oddities)
     except (BenchError, OSError, ValueError, RuntimeError, subprocess.SubprocessError) as e:
         problems.append(f"setup: {e}")
         log(f"ERROR {e}")
@@ -921,6 +1020,8 @@ def main(argv: list[str] | None = None) -> int:
         results["measurements"] = {n: m.to_json() for n, m in bench.measurements.items()}
         results["targets"] = [{**asdict(t), "verdict": t.verdict} for t in targets(bench)]
         results["info"] = bench.info
+    if taken:
+        results.update(size_bench.to_json(taken))
     results["problems"] = problems
     results["oddities"] = oddities
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -929,6 +1030,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=2) + "\n")
     if bench is not None:
         print(report(bench))
+    if taken:
+        print(size_bench.report(taken, args.loop_sample))
     for p in problems:
         print(f"\nERROR: {p}")
     for o in oddities:
@@ -938,4 +1041,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the module imported as `run`, the one bench/sizes.py imports, so that both share one set of
+    # classes (a BenchError raised there is the BenchError caught here).
+    import run
+
+    sys.exit(run.main())

@@ -64,8 +64,10 @@ ANN_DELAY = "sim.promote.dev/delay"
 
 # A real kubelet admits 110 pods; a simulated one runs no container, and the bench's 1,000 releases
 # (about 1,750 pods, twice that with the raw-helm copies) must fit: at 110 a node, the 331st pod stayed
-# Pending ("Too many pods") and a `helm --wait` hung for its whole timeout.
-NODE_CAPACITY = {"cpu": "8", "memory": "32Gi", "pods": "1500", "ephemeral-storage": "100Gi"}
+# Pending ("Too many pods") and a `helm --wait` hung for its whole timeout. CPU and memory likewise: the
+# bench's svc chart requests 50m and 64Mi a pod, and at 8 CPUs a node the 481st pod stayed Pending
+# ("Insufficient cpu"); 128 CPUs and 256Gi hold 2,560 such pods a node.
+NODE_CAPACITY = {"cpu": "128", "memory": "256Gi", "pods": "1500", "ephemeral-storage": "100Gi"}
 KUBELET_VERSION = "v1.36.3"
 HEARTBEAT_INTERVAL = 10.0
 LEASE_DURATION = 40
