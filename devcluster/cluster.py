@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -265,10 +266,31 @@ def stray_pids(state_dir: Path) -> list[int]:
     return [pid for pid in found if not _is_zombie(pid)]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out as the source of outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+# Listening ports are chosen below the ephemeral range. A port the kernel picked (bind to 0) is in that
+# range, and once its component was killed for a restart (the fault suite's apiserver outage), any
+# client's outgoing connection could take it as its source port: the controller-manager then failed to
+# start again with "bind: address already in use", and CI with it.
+LISTEN_PORTS = (20000, 32767)
+
+
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    low, high = LISTEN_PORTS
+    high = min(high, _ephemeral_range()[0] - 1)
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randint(low, high)
+        if _port_free(port):
+            return port
+    raise ClusterError(f"no free port between {low} and {high} on 127.0.0.1")
 
 
 def _port_free(port: int) -> bool:
@@ -283,11 +305,12 @@ def _port_free(port: int) -> bool:
 
 
 def _choose_ports(previous: dict[str, int]) -> dict[str, int]:
-    """Reuse the previous ports when free (stable URLs across restarts), else pick fresh ones."""
+    """Reuse the previous ports when free and below the ephemeral range (stable URLs across restarts),
+    else pick fresh ones there."""
     ports: dict[str, int] = {}
     for name in PORT_NAMES:
         old = previous.get(name)
-        if old and old not in ports.values() and _port_free(old):
+        if old and old not in ports.values() and old < _ephemeral_range()[0] and _port_free(old):
             ports[name] = old
             continue
         while True:
