@@ -910,7 +910,8 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes",
         metavar="N,…",
         help="instead of the measurements above: render floor, loop, cold and warm plan and status at each "
-        "of these release counts (e.g. 100,500,1000), deploying with parallel helm in between",
+        "of these release counts (e.g. 100,500,1000), deploying with parallel helm in between, and apply many "
+        "at the first",
     )
     parser.add_argument(
         "--loop-sample",
@@ -970,7 +971,10 @@ def main(argv: list[str] | None = None) -> int:
         results["versions"] = versions(tools)
         if sizes:
             cache = work / "promote-cache"
-            warm = Bench(tools, repo, apps, args.repeat, work, cache, "helm", args.chart, name_apps=name_apps)
+            warm = Bench(
+                tools, repo, apps, args.repeat, work, cache, "helm", args.chart,
+                concurrency=args.concurrency, name_apps=name_apps,
+            )  # fmt: skip
             cold = Bench(
                 tools, work / "repo-cold", apps, args.repeat, work, cache, "helm", args.chart,
                 namespaces=generate.COLD_NAMESPACES, name_apps=name_apps,

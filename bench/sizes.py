@@ -9,11 +9,16 @@
 
 At each size, in increasing order, both grow to size/2 apps (a commit each), and then: the render floor,
 the baseline loop and the cold plan on `cold`; the new releases deployed on `warm`; the warm plan and
-`promote status` on `warm`. `targets` judges the issue's targets per size, `report` prints the tables.
+`promote status` on `warm`. At the first size only, the apply of every app changed through both
+environments against the sequential raw helm loop (`Bench.apply_many`), so that the issue's apply target
+is judged in the same run, on the same cluster; its raw releases are uninstalled after it, so that later
+sizes list as many releases as they measure. `targets` judges the issue's targets per size, `report`
+prints the tables.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import json
 import shlex
@@ -23,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from run import (
+    HELM_DEPLOY_WORKERS,
+    HELM_TIMEOUT,
     PLAN_TIMEOUT,
     QUICK_TIMEOUT,
     TARGET_ENV,
@@ -43,6 +50,7 @@ from tabulate import tabulate
 COLD_FLOOR_LIMIT = 1.2  # cold plan / render floor
 WARM_LOOP_LIMIT = 0.1  # warm plan / baseline loop
 PER_RELEASE_LIMIT = 1.15  # time per release at a size / at the smallest size
+APPLY_LOOP_LIMIT = 0.3  # apply of every app changed / the sequential raw helm upgrade loop
 RSS_LIMIT_MB = 250.0  # peak ru_maxrss of any promote command
 # The promote commands measured at each size, whose time per release and memory are judged.
 COMMANDS = ("plan_cold", "plan_warm", "status")
@@ -89,6 +97,7 @@ class Size:
     releases: int
     measurements: dict[str, Measurement]
     helm_templates_warm: int | None = None  # helm template runs of one more warm plan (should be 0)
+    concurrency: int | None = None  # promote apply --concurrency, where apply_many was taken
 
     def step(self, bench: Bench, name: str, description: str, body: Callable[[Measurement], None]) -> None:
         """Take one measurement at this size with bench.step (which records an error and goes on)."""
@@ -146,6 +155,34 @@ def count_helm_templates(bench: Bench) -> int:
     argv = [*bench.tools.promote, "--no-color", "-C", str(bench.repo), "plan", TARGET_ENV, "-o", "json"]
     check(run_measured(argv, env, PLAN_TIMEOUT))
     return log_file.read_text().split().count("template")
+
+
+def apply_many(warm: Bench, here: Size) -> None:
+    """`Bench.apply_many` at this size (every app changed, promote apply prod against the sequential raw
+    helm loop), then the loop's `-raw` releases uninstalled: they share the namespaces of the measured
+    releases, and a plan lists every helm release of its namespaces."""
+    loop = Measurement(f"raw_helm_loop@{here.releases}", "")
+    here.measurements["raw_helm_loop"] = loop
+    here.concurrency = warm.concurrency
+    here.step(
+        warm,
+        "apply_many",
+        f"promote apply prod --concurrency {warm.concurrency} after a change of all {here.releases // 2} apps, "
+        f"against sequential helm upgrade --install --wait of as many releases",
+        lambda m: warm.apply_many(m, loop),
+    )
+    loop.description = f"sequential helm upgrade --install --wait, one per release ({here.releases} releases)"
+
+    def uninstall(name: str, namespace: str) -> None:
+        argv = [warm.tools.helm, "uninstall", name, "-n", namespace, "--ignore-not-found", "--wait"]
+        check(run_measured(argv, warm.tools.env, HELM_TIMEOUT))
+
+    log(f"uninstalling the {len(warm.releases)} raw releases of apply_many")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=HELM_DEPLOY_WORKERS) as pool:
+            list(pool.map(lambda r: uninstall(f"{r.name}-raw", r.namespace), warm.releases))
+    except BenchError as e:
+        warm.problems.append(f"uninstalling apply_many's raw releases: {e}")
 
 
 def take(warm: Bench, cold: Bench, sizes: list[int], loop_sample: int | None, into: list[Size]) -> None:
@@ -215,6 +252,10 @@ def targets(sizes: list[Size]) -> list[tuple[int, Target]]:
                 value = ratio(s.per_release(name), first.per_release(name))
                 label = f"{name} time per release / at {first.releases}"
                 out.append((s.releases, Target(label, value, PER_RELEASE_LIMIT)))
+        if "apply_many" in s.measurements:
+            label = f"apply {s.releases // 2} changed apps x 2 envs (--concurrency {s.concurrency}) / raw helm loop"
+            value = ratio(s.median("apply_many"), s.median("raw_helm_loop"))
+            out.append((s.releases, Target(label, value, APPLY_LOOP_LIMIT)))
         rss = [mb for name in COMMANDS if (mb := s.peak_rss(name)) is not None]
         out.append(
             (

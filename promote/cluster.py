@@ -25,6 +25,12 @@ from promote.errors import ClusterError, ConfigError
 Timeout = float | tuple[float, float]  # seconds: one for both, or (connect, read)
 REQUEST_TIMEOUT: Timeout = (5.0, 60.0)
 AUTH_REFRESH = 60.0  # seconds between re-reads of the credentials (exec plugins hand out expiring tokens)
+# A dry run is how plan validates what apply will send, so it refuses what a real write would only warn
+# of: a field the schema does not declare (a typo in a chart) is an error at plan, naming the object and
+# the field, instead of a field the apiserver drops. Strict is what kubectl sends, and with it every
+# changed field is checked by the server itself, which knows the cluster's CRDs; apply then spares helm
+# its own client-side OpenAPI check (sync.server_validated).
+DRY_RUN: tuple[tuple[str, str], ...] = (("dryRun", "All"), ("fieldValidation", "Strict"))
 
 # Groups whose types the apiserver knows natively: these take a strategic merge patch, as helm sends.
 BUILTIN_GROUPS = {
@@ -431,7 +437,7 @@ class Cluster:
     def create(self, obj: dict[str, Any], namespace: str | None, *, dry_run: bool = False) -> dict[str, Any]:
         """Create (or server-side dry-run create) an object."""
         res = self.resource(obj["apiVersion"], obj["kind"])
-        query = [("dryRun", "All")] if dry_run else []
+        query = list(DRY_RUN) if dry_run else []
         name = obj.get("metadata", {}).get("name")
         out: dict[str, Any] = self.request(
             "POST",
@@ -450,7 +456,7 @@ class Cluster:
         res = self.resource(obj["apiVersion"], obj["kind"])
         name = obj["metadata"]["name"]
         query = [("fieldManager", field_manager), ("force", "true" if force else "false")]
-        query += [("dryRun", "All")] if dry_run else []
+        query += DRY_RUN if dry_run else []
         out: dict[str, Any] = self.request(
             "PATCH",
             res.path(namespace, name),
@@ -488,7 +494,7 @@ class Cluster:
         res = self.resource(api_version, kind)
         group = api_version.split("/")[0] if "/" in api_version else ""
         ctype = "application/strategic-merge-patch+json" if group in BUILTIN_GROUPS else "application/merge-patch+json"
-        query = [("dryRun", "All")] if dry_run else []
+        query = list(DRY_RUN) if dry_run else []
         if field_manager:
             query.append(("fieldManager", field_manager))
         out: dict[str, Any] = self.request(

@@ -21,7 +21,7 @@ from promote import diff, health
 from promote.chart import ChartInfo, hook_annotation
 from promote.cluster import ApiError, Cluster, Unreachable
 from promote.errors import ClusterError, HealthError, PromoteError
-from promote.plan import HookPhase
+from promote.plan import Action, HookPhase, ResourceChange
 from promote.results import Event
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ class Watcher:
         workloads: list[tuple[str, str, str]],
         emit: Emit,
         hook_jobs: Sequence[tuple[str, str, str]] = (),
+        watch_pods: bool = True,
     ):
         self.cluster, self.env, self.namespace = cluster, env, namespace
         self.workloads = workloads
@@ -77,10 +78,10 @@ class Watcher:
         self._unsaid: set[tuple[str, str]] = set()  # objects whose only state known is that one
         # All of the state above is shared by the watch and the poll: one re-entrant lock guards it.
         self._lock = threading.RLock()
-        self._threads = [
-            threading.Thread(target=self._watch_hooks, daemon=True, name="watch-hooks"),
-            threading.Thread(target=self._poll_workloads, daemon=True, name="poll-workloads"),
-        ]
+        self._threads = [threading.Thread(target=self._poll_workloads, daemon=True, name="poll-workloads")]
+        if watch_pods:
+            # Only for hook Pods: a watch of the namespace's pods streams every pod of every release there.
+            self._threads.append(threading.Thread(target=self._watch_hooks, daemon=True, name="watch-hooks"))
 
     def __enter__(self) -> Watcher:
         with self._lock:
@@ -323,6 +324,22 @@ def wait_healthy(cluster: Cluster, namespace: str, objs: list[dict[str, Any]], t
         interval = min(interval * 1.5, HEALTH_POLL_MAX)
 
 
+def server_validated(changes: Sequence[ResourceChange], rendered: list[dict[str, Any]]) -> bool:
+    """Whether the plan's strict dry runs (cluster.DRY_RUN) checked everything helm will send: then helm's
+    own OpenAPI check of the upgrade, two thirds of its CPU, would only repeat them.
+
+    Not so for a release whose namespace does not exist yet (nothing could be dry-run there), whose chart
+    brings or changes a CRD (its custom resources were not dry-run, or against the old schema), or which
+    runs install or upgrade hooks (plan does not dry-run hooks): there helm keeps its check.
+    """
+    for c in changes:
+        if c.kind == "Namespace" and c.action == Action.CREATE:
+            return False
+        if c.kind == "CustomResourceDefinition" and c.action != Action.UNCHANGED:
+            return False
+    return not any(hook_phase(o) for o in rendered if hook_annotation(o))
+
+
 def runs_post_hooks(rendered: list[dict[str, Any]]) -> bool:
     """Whether a render has post-install/post-upgrade hooks, which must run only once resources are ready."""
     for obj in rendered:
@@ -343,6 +360,7 @@ async def helm_upgrade(
     timeout: float,
     wait: bool,
     server_side: bool = False,
+    server_validated: bool = False,
 ) -> int:
     """helm upgrade --install, waiting for readiness when `wait`; returns the new helm revision.
 
@@ -357,6 +375,7 @@ async def helm_upgrade(
         timeout=timeout,
         wait=wait,
         server_side=server_side,
+        server_validated=server_validated,
     )
 
 
