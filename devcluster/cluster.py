@@ -282,9 +282,11 @@ def _ephemeral_range() -> tuple[int, int]:
 LISTEN_PORTS = (20000, 32767)
 
 
-def _free_port() -> int:
+def free_port(ephemeral_low: int | None = None) -> int:
+    """A free port on 127.0.0.1 below the ephemeral range (LISTEN_PORTS), for any server the harness
+    starts; `ephemeral_low`, when the caller read the range already."""
     low, high = LISTEN_PORTS
-    high = min(high, _ephemeral_range()[0] - 1)
+    high = min(high, (ephemeral_low or _ephemeral_range()[0]) - 1)
     rng = random.SystemRandom()
     for _ in range(1000):
         port = rng.randint(low, high)
@@ -308,13 +310,14 @@ def _choose_ports(previous: dict[str, int]) -> dict[str, int]:
     """Reuse the previous ports when free and below the ephemeral range (stable URLs across restarts),
     else pick fresh ones there."""
     ports: dict[str, int] = {}
+    ephemeral_low = _ephemeral_range()[0]
     for name in PORT_NAMES:
         old = previous.get(name)
-        if old and old not in ports.values() and old < _ephemeral_range()[0] and _port_free(old):
+        if old and old not in ports.values() and old < ephemeral_low and _port_free(old):
             ports[name] = old
             continue
         while True:
-            port = _free_port()
+            port = free_port(ephemeral_low)
             if port not in ports.values():
                 ports[name] = port
                 break
@@ -422,6 +425,26 @@ def _write_kubeconfigs(state_dir: Path, name: str, server: str, pki: PKI) -> Non
         _write_private(state_dir / file_name, yaml.safe_dump(doc, sort_keys=False))
 
 
+# The controller-manager's client rate limit, for the bench: its upstream default (20 requests a second,
+# bursts of 30, per controller) caps how fast the Deployment controller rolls out many Deployments at
+# once, whoever started them. Production control planes often raise it; kubeadm and kind keep it.
+CONTROLLER_QPS_ENV = "DEV_CLUSTER_CONTROLLER_QPS"
+
+
+def _controller_rate() -> list[str]:
+    """--kube-api-qps (and a burst of twice that) from $DEV_CLUSTER_CONTROLLER_QPS; none when unset."""
+    value = os.environ.get(CONTROLLER_QPS_ENV, "").strip()
+    if not value:
+        return []
+    try:
+        qps = int(value)
+    except ValueError:
+        raise ClusterError(f"{CONTROLLER_QPS_ENV}={value!r} is not a whole number of requests a second") from None
+    if qps < 1:
+        raise ClusterError(f"{CONTROLLER_QPS_ENV}={value!r} must be at least 1")
+    return [f"--kube-api-qps={qps}", f"--kube-api-burst={2 * qps}"]
+
+
 def _argv(component: str, bins: Binaries, state_dir: Path, name: str, ports: dict[str, int], pki: PKI) -> list[str]:
     s = state_dir
     if component == "etcd":
@@ -481,6 +504,7 @@ def _argv(component: str, bins: Binaries, state_dir: Path, name: str, ports: dic
             f"--cluster-name={name}",
             "--profiling=false",
             "--v=1",
+            *_controller_rate(),
         ]
     if component == "kube-scheduler":
         return [

@@ -16,7 +16,6 @@ import hmac
 import http.server
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -28,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from devcluster.cluster import cache_root
+from devcluster.cluster import cache_root, free_port
 from devcluster.pki import ensure_ca, make_serving_cert
 
 REGISTRY_BINARY = "docker-registry"
@@ -60,12 +59,6 @@ class Credentials:
 def registry_binary() -> Path:
     """Distribution's registry, unpacked by scripts/setup from Debian's package."""
     return cache_root() / "registry" / REGISTRY_BINARY
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tls(root: Path, name: str) -> tuple[Path, Path, Path]:
@@ -145,7 +138,7 @@ class OciRegistry:
         if not binary.exists():
             raise RegistryError(f"{binary} is missing: run scripts/setup (it unpacks Debian's docker-registry)")
         self.root.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         tls = ""
         if self.tls:
             self.ca_file, crt, key = _tls(self.root, "registry")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from promote import diff, health
 from promote.chart import ChartInfo, hook_annotation
-from promote.cluster import ApiError, Cluster, Unreachable
+from promote.cluster import BUILTIN_GROUPS, ApiError, Cluster, Unreachable
 from promote.errors import ClusterError, HealthError, PromoteError
 from promote.plan import Action, HookPhase, ResourceChange
 from promote.results import Event
@@ -80,7 +80,7 @@ class Watcher:
         self._lock = threading.RLock()
         self._threads = [threading.Thread(target=self._poll_workloads, daemon=True, name="poll-workloads")]
         if watch_pods:
-            # Only for hook Pods: a watch of the namespace's pods streams every pod of every release there.
+            # Only with hooks: a watch of the namespace's pods streams every pod of every release there.
             self._threads.append(threading.Thread(target=self._watch_hooks, daemon=True, name="watch-hooks"))
 
     def __enter__(self) -> Watcher:
@@ -324,20 +324,26 @@ def wait_healthy(cluster: Cluster, namespace: str, objs: list[dict[str, Any]], t
         interval = min(interval * 1.5, HEALTH_POLL_MAX)
 
 
-def server_validated(changes: Sequence[ResourceChange], rendered: list[dict[str, Any]]) -> bool:
-    """Whether the plan's strict dry runs (cluster.DRY_RUN) checked everything helm will send: then helm's
-    own OpenAPI check of the upgrade, two thirds of its CPU, would only repeat them.
+def server_validated(
+    changes: Sequence[ResourceChange], rendered: list[dict[str, Any]], *, rendered_as_install: bool = False
+) -> bool:
+    """Whether the plan's strict dry runs (cluster.DRY_RUN) checked what helm will write: every object
+    new or changed since the last revision (an unchanged one was accepted before, and helm's patch of it
+    is empty). Then helm's own OpenAPI check of the upgrade, two thirds of its CPU, would only repeat them.
 
-    Not so for a release whose namespace does not exist yet (nothing could be dry-run there), whose chart
-    brings or changes a CRD (its custom resources were not dry-run, or against the old schema), or which
-    runs install or upgrade hooks (plan does not dry-run hooks): there helm keeps its check.
+    Not so for a release whose namespace does not exist yet (nothing could be dry-run there); with custom
+    resources (their CRD may change during this apply, by this chart or an earlier release); with install
+    or upgrade hooks (plan does not dry-run hooks); or rendered as an install while helm will upgrade
+    (`rendered_as_install`: only failed revisions so far, where templates may branch on .Release.IsUpgrade).
+    There helm keeps its check.
     """
-    for c in changes:
-        if c.kind == "Namespace" and c.action == Action.CREATE:
+    if rendered_as_install or any(c.kind == "Namespace" and c.action == Action.CREATE for c in changes):
+        return False
+    for o in rendered:
+        group = str(o.get("apiVersion", "")).rpartition("/")[0]
+        if group not in BUILTIN_GROUPS or (hook_annotation(o) and hook_phase(o)):
             return False
-        if c.kind == "CustomResourceDefinition" and c.action != Action.UNCHANGED:
-            return False
-    return not any(hook_phase(o) for o in rendered if hook_annotation(o))
+    return True
 
 
 def runs_post_hooks(rendered: list[dict[str, Any]]) -> bool:

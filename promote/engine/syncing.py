@@ -163,8 +163,8 @@ class ReleaseSync:
             crds = chart_crds(t.chart)
             for name, what in sync.apply_crds(self.cluster, crds, t.app.crds is CrdPolicy.CREATE_REPLACE):
                 self._say("CustomResourceDefinition", name, "Synced", what)
-        hook_pods = any(o.get("kind") == "Pod" and sync.hook_phase(o) for o in hooks)
-        with sync.Watcher(self.cluster, t.env.name, ns, workloads, self.emit, hook_jobs=jobs, watch_pods=hook_pods):
+        runs_hooks = any(sync.hook_phase(o) for o in hooks)
+        with sync.Watcher(self.cluster, t.env.name, ns, workloads, self.emit, hook_jobs=jobs, watch_pods=runs_hooks):
             try:
                 rev = asyncio.run(
                     sync.helm_upgrade(
@@ -177,7 +177,9 @@ class ReleaseSync:
                         timeout=self.aopts.timeout,
                         wait=helm_waits,
                         server_side=applies_server_side(hist, self.helm.major),
-                        server_validated=sync.server_validated(done.plan.changes, rendered),
+                        server_validated=sync.server_validated(
+                            done.plan.changes, rendered, rendered_as_install=hist.deployed is None and bool(hist.latest)
+                        ),
                     )
                 )
             except PromoteError as e:

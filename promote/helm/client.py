@@ -67,8 +67,10 @@ class ArgvCommand(Command):  # type: ignore[misc]
     async def run(self, command: list[Any], input: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
         argv = self._argv(command)
         what = " ".join(argv[1:3])
-        if env is None and command[:1] in (["upgrade"], ["rollback"]):
-            env = binary.short_lived_env(self._executable)  # helm exits once applied, or at its --timeout
+        if env is None and command[:1] == ["upgrade"] and "--wait" not in command:
+            # An upgrade that does not wait exits once applied: Go's collector off, as for helm template.
+            # Not the small-catalogue locale: helm may start the kubeconfig's credential plugin.
+            env = binary.short_lived_env()
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,

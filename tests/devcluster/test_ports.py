@@ -30,3 +30,11 @@ def test_a_port_in_use_is_not_chosen_again() -> None:
         sock.bind(("127.0.0.1", taken))
         sock.listen()
         assert _choose_ports({"apiserver": taken})["apiserver"] != taken
+
+
+def test_the_test_registries_listen_below_the_ephemeral_range_too() -> None:
+    from devcluster import registries
+
+    low, _ = _ephemeral_range()
+    ports = {registries.free_port() for _ in range(20)}
+    assert all(p < low for p in ports), ports

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -38,7 +39,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def complete(cwd: Path, line: str) -> list[str]:
     """What bash completion offers for `line` (the word under the cursor is the last, possibly empty)."""
-    exe = shutil.which("promote")
+    # The console script pip installed beside this Python (a venv's bin/ need not be on PATH).
+    exe = shutil.which("promote", path=str(Path(sys.executable).parent)) or shutil.which("promote")
     assert exe, "the promote console script is not installed"
     words = line.split(" ")
     env = {
