@@ -672,8 +672,8 @@ class Bench:
 
     def apply_many(self, m: Measurement, raw: Measurement, parallel: Measurement | None = None) -> None:
         """promote apply prod after a change of every app, vs the sequential raw helm loop, alternating; with
-        `parallel`, also vs raw helm at promote's concurrency (environments in chain order): the least time
-        any tool needs at that concurrency on this cluster."""
+        `parallel`, also vs raw helm at promote's concurrency (environments in chain order): what helm alone
+        takes at that concurrency on this cluster."""
         index = {generate.app_name(i, self.name_apps): i for i in range(self.apps)}
         raw_releases = [Release(r.app, r.env, f"{r.name}-raw", r.namespace, r.values_file) for r in self.releases]
         raw.load_average = os.getloadavg()
